@@ -1,0 +1,84 @@
+import type { V1Job } from '@kubernetes/client-node';
+import { ANN_AFTER_FAILURE, ANN_VOLUME_ID, LABEL_MANAGED_BY, LABEL_ROLE, LABEL_VOLUME, MANAGED_BY } from './constants.js';
+import { cleanupJobName, volumeKey } from './names.js';
+
+// The node-side cleanup Job as data: `pg-reflinker cleanup` (src/cleanup.ts) in the driver's
+// own image, on the volume's node, in the driver's namespace. It sees the prefix at the same
+// path as on the host, so the command's own checks (id syntax, no symlink out of the prefix)
+// apply to the real layout.
+
+export const CLEANUP_CONTAINER = 'cleanup';
+
+export interface CleanupJobInput {
+  volumeId: string;
+  node: string;
+  dir: string;
+  namespace: string;
+  image: string;
+  hostPathPrefix: string;
+  serviceAccountName: string;
+  ttlSecondsAfterFinished: number;
+  activeDeadlineSeconds: number;
+  /** Set when the cleanup follows a failed population: the failure, for messages on later calls. */
+  afterFailure?: string;
+}
+
+export function cleanupJobLabels(dir: string): Record<string, string> {
+  return { [LABEL_MANAGED_BY]: MANAGED_BY, [LABEL_ROLE]: 'cleanup', [LABEL_VOLUME]: volumeKey(dir) };
+}
+
+export function cleanupJob(input: CleanupJobInput): V1Job {
+  const prefix = input.hostPathPrefix.replace(/\/+$/, '') || '/';
+  const labels = cleanupJobLabels(input.dir);
+  return {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: {
+      name: cleanupJobName(input.dir),
+      namespace: input.namespace,
+      labels,
+      annotations: {
+        [ANN_VOLUME_ID]: input.volumeId,
+        ...(input.afterFailure ? { [ANN_AFTER_FAILURE]: input.afterFailure.slice(0, 2000) } : {}),
+      },
+    },
+    spec: {
+      backoffLimit: 0,
+      completions: 1,
+      parallelism: 1,
+      ttlSecondsAfterFinished: input.ttlSecondsAfterFinished,
+      activeDeadlineSeconds: input.activeDeadlineSeconds,
+      template: {
+        metadata: { labels },
+        spec: {
+          nodeName: input.node,
+          restartPolicy: 'Never',
+          serviceAccountName: input.serviceAccountName,
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          securityContext: { seccompProfile: { type: 'RuntimeDefault' } },
+          containers: [
+            {
+              name: CLEANUP_CONTAINER,
+              image: input.image,
+              command: ['pg-reflinker', 'cleanup', '--root', prefix, '--volume-id', input.volumeId],
+              volumeMounts: [{ name: 'prefix', mountPath: prefix }],
+              // Root, to remove files of any owner (PGDATA is 0700 uid 26); no other privilege.
+              securityContext: {
+                runAsUser: 0,
+                runAsGroup: 0,
+                runAsNonRoot: false,
+                allowPrivilegeEscalation: false,
+                readOnlyRootFilesystem: true,
+                capabilities: { drop: ['ALL'], add: ['DAC_OVERRIDE', 'DAC_READ_SEARCH', 'FOWNER'] },
+              },
+              resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '256Mi' } },
+              terminationMessagePolicy: 'FallbackToLogsOnError',
+            },
+          ],
+          volumes: [{ name: 'prefix', hostPath: { path: prefix, type: 'Directory' } }],
+        },
+      },
+    },
+  };
+}

@@ -1,0 +1,40 @@
+import { createHash } from 'node:crypto';
+
+// Deterministic object names derived from a volume's directory, so every retry and every
+// controller instance finds the same Job: one Job per volume, however often we are asked.
+
+const DNS_LABEL_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const MAX_KEY = 47;
+
+const digest = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
+
+/**
+ * The volume's key in names and label values: its directory when that is already a lowercase
+ * DNS label (always true for the sidecar's `pvc-<uid>`), else a digest of it.
+ */
+export function volumeKey(dir: string): string {
+  if (dir.length <= MAX_KEY && DNS_LABEL_RE.test(dir)) return dir;
+  return `h-${digest(dir).slice(0, 32)}`;
+}
+
+/** ≤ 60 characters: Job names must be valid label values (≤ 63). */
+export const populateJobName = (dir: string) => `pgr-populate-${volumeKey(dir)}`;
+export const cleanupJobName = (dir: string) => `pgr-cleanup-${volumeKey(dir)}`;
+
+/** Event names are unique per (object, what happened, Job instance): creating one twice is a harmless 409. */
+export function eventName(objectName: string, reason: string, instance: string): string {
+  const suffix = `${reason.toLowerCase()}-${instance.toLowerCase().replace(/[^a-z0-9]/g, '').slice(0, 12)}`;
+  const name = `${objectName}.pgr-${suffix}`;
+  return name.length <= 253 ? name : `pgr-${digest(name).slice(0, 40)}`;
+}
+
+/** The PVC UID in the sidecar's default volume name `pvc-<uid>`. */
+export function uidFromVolumeName(name: string): string | undefined {
+  const match = /^pvc-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/.exec(name);
+  return match?.[1];
+}
+
+const DNS_SUBDOMAIN_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+export const isObjectName = (name: string) => name.length <= 253 && DNS_SUBDOMAIN_RE.test(name);
+export const isNamespaceName = (name: string) => name.length <= 63 && DNS_LABEL_RE.test(name);

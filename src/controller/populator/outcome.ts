@@ -1,0 +1,31 @@
+import type { SourceVolume, VolumeSpec } from '../backend.js';
+import { CONTEXT_KIND } from '../backend.js';
+import type { PopulatorResult } from './result.js';
+
+const KEY = 'pg-reflinker.csi/';
+
+/** The volume_context of a populated clone: where it came from and what the copy was (same on every call). */
+export function cloneContext(spec: VolumeSpec & { source: SourceVolume }, mode: 'online' | 'plain', result: PopulatorResult): Record<string, string> {
+  const context: Record<string, string> = {
+    [CONTEXT_KIND]: 'clone',
+    [`${KEY}source`]: spec.source.description,
+    [`${KEY}sourceVolumeId`]: spec.source.ref.volumeId,
+    [`${KEY}node`]: spec.ref.node,
+    [`${KEY}mode`]: mode,
+    [`${KEY}seconds`]: result.seconds.toFixed(3),
+  };
+  if (mode === 'online') {
+    context[`${KEY}startLsn`] = result.startLsn ?? '';
+    context[`${KEY}stopLsn`] = result.stopLsn ?? '';
+    context[`${KEY}timeline`] = String(result.timeline ?? '');
+    context[`${KEY}backupFrom`] = result.backupFrom ?? '';
+  }
+  return context;
+}
+
+/** Failures the user must fix on their side are FAILED_PRECONDITION; the rest are INTERNAL. */
+export function failureStatus(reason: string): 'FAILED_PRECONDITION' | 'INTERNAL' {
+  return /permission denied|GRANT|reflink|not supported|no such role|authentication|certificate|does not exist/i.test(reason)
+    ? 'FAILED_PRECONDITION'
+    : 'INTERNAL';
+}

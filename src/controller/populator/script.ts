@@ -1,0 +1,527 @@
+/**
+ * The populator: ONE bash script that fills a clone volume, run by the local backend as a child
+ * process (`bash <file>`) and by a Kubernetes Job in the source cluster's PostgreSQL image
+ * (bash, coreutils, findutils, grep, psql; no node).
+ *
+ * Inputs are environment variables only (see PopulatorEnv). Contract:
+ * - success: exit 0, `$PGR_VOLUME_DIR/pgdata` (online) or the copied volume entries (plain) appear
+ *   by rename, then `$PGR_VOLUME_DIR/.pgr-populated` holds the result; stdout is ONE JSON line
+ *   (PopulatorResult, see result.ts). Running again on a populated volume with the same label
+ *   prints the recorded line and exits 0.
+ * - failure: exit 1, nothing new in `$PGR_VOLUME_DIR` (the staging directory is removed), ONE line
+ *   `pg-reflinker populate: <reason>` on stderr.
+ */
+
+/** The environment the script reads. Values are strings, as in any environment. */
+export interface PopulatorEnv {
+  /** `online` (a running server: backup bracket over one psql session) or `plain` (no server). Default online. */
+  PGR_MODE: 'online' | 'plain';
+  /** online: any libpq connection string (TLS client cert, or `host=/socket/dir port=... user=... dbname=postgres`). */
+  PGR_CONNINFO?: string;
+  /** online: the source PGDATA as mounted (owned by PGR_UID). */
+  PGR_SOURCE_PGDATA?: string;
+  /** plain: the source volume directory; all of it is copied. */
+  PGR_SOURCE_DIR?: string;
+  /** The destination volume directory (must exist, on the source's filesystem). */
+  PGR_VOLUME_DIR: string;
+  /** Backup label = the clone's volume name; `[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}`. */
+  PGR_LABEL: string;
+  /** Owner of the result (default 26, CNPG's postgres). The script chowns only when run as root. */
+  PGR_UID: string;
+  PGR_GID: string;
+  /** Scratch space for the script's own files (a private subdirectory is made and removed); default: inside the staging directory. */
+  PGR_WORK_DIR?: string;
+}
+
+export interface PopulatorOptions {
+  mode: 'online' | 'plain';
+  /** online only. */
+  conninfo?: string;
+  /** online: the source PGDATA; plain: the source volume directory. */
+  sourceDir: string;
+  volumeDir: string;
+  label: string;
+  uid?: number;
+  gid?: number;
+  workDir?: string;
+}
+
+export const POPULATED_MARKER = '.pgr-populated';
+export const STAGING_DIR = '.pgr-staging';
+export const FAILURE_PREFIX = 'pg-reflinker populate: ';
+export const LABEL_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$/;
+/** Temporary replication slots are named `pgr_<label>_<pid>`. */
+export const SLOT_PREFIX = 'pgr_';
+
+/** Builds the script's environment; throws on values the script would refuse. */
+export function populatorEnv(opts: PopulatorOptions): Record<string, string> {
+  if (!LABEL_PATTERN.test(opts.label)) throw new Error(`populator label ${JSON.stringify(opts.label)} must match ${LABEL_PATTERN}`);
+  for (const [name, id] of [['uid', opts.uid], ['gid', opts.gid]] as const) {
+    if (id !== undefined && !(Number.isInteger(id) && id >= 0)) throw new Error(`populator ${name} must be a non-negative integer, not ${id}`);
+  }
+  if (opts.mode === 'online' && !opts.conninfo) throw new Error('populator: online mode needs a connection string');
+  const env: Record<string, string> = {
+    PGR_MODE: opts.mode,
+    PGR_VOLUME_DIR: opts.volumeDir,
+    PGR_LABEL: opts.label,
+    PGR_UID: String(opts.uid ?? 26),
+    PGR_GID: String(opts.gid ?? 26),
+  };
+  if (opts.mode === 'online') {
+    env.PGR_CONNINFO = opts.conninfo as string;
+    env.PGR_SOURCE_PGDATA = opts.sourceDir;
+  } else {
+    env.PGR_SOURCE_DIR = opts.sourceDir;
+  }
+  if (opts.workDir) env.PGR_WORK_DIR = opts.workDir;
+  return env;
+}
+
+/** The script text (the same for every clone; all inputs come from the environment). */
+export function renderPopulatorScript(): string {
+  // The text is a String.raw template so that psql's backslash commands read as they are;
+  // "\`" and "\${" stand for bash's backtick and "${".
+  return SCRIPT.replaceAll('\\`', '`').replaceAll('\\${', '${');
+}
+
+const SCRIPT = String.raw`#!/usr/bin/env bash
+# pg-reflinker populator (rendered by src/controller/populator/script.ts; inputs: PGR_* variables, see there).
+#   online: a database-consistent reflink clone of a live PGDATA inside ONE psql session
+#           (temporary slot, pg_backup_start, copy, pg_backup_stop, WAL re-copy, backup_label).
+#   plain:  a reflink copy of a whole volume directory that no server is using.
+# Success: the result appears in $PGR_VOLUME_DIR by rename; one JSON line on stdout.
+# Failure: nothing left behind; one "pg-reflinker populate: <reason>" line on stderr; exit 1.
+set -Eeuo pipefail
+umask 077
+shopt -s nullglob dotglob
+
+PGR_REPORTED= PGR_LAST_ERR= PGR_PSQL_PID= PGR_CP_PID= PGR_STEP= PGR_WORK= PGR_STAGE= PGR_OWN_WORK=
+PGR_T0=$(date +%s%N)
+
+pgr_oneline() { printf '%s' "$*" | tr '\n\t\r' '   ' | tr -s ' ' | cut -c1-2000; }
+
+# In the main process: report and exit. In a step (run from psql): leave the reason for the main process.
+pgr_fail() {
+  local reason
+  reason=$(pgr_oneline "$*")
+  if [ -n "$PGR_STEP" ]; then
+    printf '%s\n' "$reason" >"$PGR_WORK/reason"
+  else
+    PGR_REPORTED=1
+    printf 'pg-reflinker populate: %s\n' "$reason" >&3
+  fi
+  exit 1
+}
+
+pgr_fstype() { stat -f -c %T "$1" 2>/dev/null || echo unknown; }
+pgr_secs() { printf '%d.%03d' $(($1 / 1000000000)) $(($1 % 1000000000 / 1000000)); }
+pgr_lsn() { local hi=\${1%/*} lo=\${1#*/}; echo $(((16#$hi << 32) + 16#$lo)); }
+
+pgr_reflink_failure() { # $1 source, $2 cp's message
+  pgr_fail "reflink copy not possible from $1 (filesystem $(pgr_fstype "$1")) to $PGR_VOLUME_DIR (filesystem $(pgr_fstype "$PGR_VOLUME_DIR")): $2; source and clone must share one XFS (reflink=1) or btrfs filesystem"
+}
+
+# cp with --reflink; "tolerant" accepts source files that vanish during the copy (a live PGDATA drops
+# relations and temp files and recycles WAL; cp then says "No such file or directory" and exits 1).
+pgr_cp() { # tolerant|strict cp-arguments... (the last two: source, destination)
+  local mode=$1 rc=0 bad src
+  shift
+  src=\${@: -2:1}
+  cp "$@" 2>"$PGR_WORK/cp.err" 3>&- 4>&- &
+  PGR_CP_PID=$!
+  wait "$PGR_CP_PID" || rc=$?
+  PGR_CP_PID=
+  if [ "$rc" -eq 0 ]; then return 0; fi
+  bad=$(grep -Ev "^cp: cannot (stat|open|access|read symbolic link) .*: No such file or directory$" "$PGR_WORK/cp.err" | head -n 1 || true)
+  if [ "$mode" = tolerant ] && [ "$rc" -eq 1 ] && [ -s "$PGR_WORK/cp.err" ] && [ -z "$bad" ]; then
+    echo "tolerated $(wc -l <"$PGR_WORK/cp.err") files that vanished during the copy" >&2
+    return 0
+  fi
+  if [ -z "$bad" ]; then bad=$(head -n 1 "$PGR_WORK/cp.err"); fi
+  case $bad in
+    *"failed to clone"* | *"Operation not supported"* | *"Invalid cross-device link"* | *"Inappropriate ioctl"*)
+      pgr_reflink_failure "$src" "$bad" ;;
+  esac
+  pgr_fail "copy of $src failed (cp exit $rc): \${bad:-no message}"
+}
+
+# Fails before any work (no backup started) when the destination cannot share extents with the source.
+pgr_probe_reflink() { # source-file-or-dir destination-dir
+  local file=$1
+  if [ -d "$file" ]; then file=$(find "$1" -type f -size +0 -print -quit 2>/dev/null || true); fi
+  if [ -z "$file" ]; then return 0; fi
+  if ! cp --reflink=always "$file" "$2/.pgr-reflink-probe" 2>"$PGR_WORK/probe.err" 3>&- 4>&-; then
+    pgr_reflink_failure "$(dirname "$file")" "$(head -n 1 "$PGR_WORK/probe.err")"
+  fi
+  rm -f "$2/.pgr-reflink-probe"
+}
+
+# ---- steps: run by psql (\set x \`...\`) inside the backup session, as "bash $PGR_STEPS <step>" ----
+
+pgr_step() {
+  PGR_STEP=$1
+  exec >/dev/null 2>>"$PGR_WORK/log"
+  echo $$ >"$PGR_WORK/step.pid"
+  trap 'rm -f "$PGR_WORK/step.pid"' EXIT
+  trap 'if [ -n "$PGR_CP_PID" ]; then kill "$PGR_CP_PID" 2>/dev/null || true; fi; exit 143' TERM INT HUP
+  case $1 in
+    copy-tree) pgr_step_copy_tree ;;
+    wal) pgr_step_wal ;;
+    *) pgr_fail "unknown step $1" ;;
+  esac
+}
+
+pgr_step_copy_tree() {
+  local t0 src=$PGR_SOURCE_PGDATA dst=$PGR_STAGE/pgdata
+  t0=$(date +%s%N)
+  pgr_cp tolerant -a --reflink=always "$src/." "$dst/"
+  # pg_control last, as basebackup.c does: on a standby its minRecoveryPoint is the end of the backup.
+  pgr_cp strict -a --reflink=always "$src/global/pg_control" "$dst/global/pg_control"
+  echo $(($(date +%s%N) - t0)) >"$PGR_WORK/copy.ns"
+}
+
+# WAL from the start LSN's segment to the segment holding stop_lsn-1, copied after pg_backup_stop
+# (the copy made with the tree is too early), any timeline, plus history files; marked .done so the
+# clone never archives the source's WAL.
+pgr_step_wal() {
+  local t0 seg=$PGR_WAL_SEGSIZE per first last src=$PGR_SOURCE_PGDATA/pg_wal dst=$PGR_STAGE/pgdata/pg_wal
+  local f n segno name
+  local -a files=()
+  t0=$(date +%s%N)
+  per=$((0x100000000 / seg))
+  first=$(($(pgr_lsn "$PGR_START_LSN") / seg))
+  last=$((($(pgr_lsn "$PGR_STOP_LSN") - 1) / seg))
+  # A symlinked pg_wal (CNPG walStorage) becomes a real directory in the clone.
+  if [ -L "$dst" ]; then rm -f "$dst"; fi
+  mkdir -p "$dst/archive_status"
+  find "$dst" -mindepth 1 -maxdepth 1 ! -name archive_status ! -name summaries -exec rm -rf -- {} +
+  find "$dst/archive_status" -mindepth 1 -delete
+  if [ -d "$dst/summaries" ]; then find "$dst/summaries" -mindepth 1 -delete; fi
+  for f in "$src"/*; do
+    n=\${f##*/}
+    if [[ $n =~ ^[0-9A-F]{24}$ ]]; then
+      segno=$((16#\${n:8:8} * per + 16#\${n:16:8}))
+      if ((segno >= first && segno <= last)); then files+=("$f"); fi
+    elif [[ $n =~ ^[0-9A-F]{8}\.history$ ]]; then
+      files+=("$f")
+    fi
+  done
+  # Only reflink when possible here: with walStorage, pg_wal may live on another volume.
+  if ((\${#files[@]} > 0)); then pgr_cp tolerant -a --reflink=auto "\${files[@]}" "$dst/"; fi
+  for ((segno = first; segno <= last; segno++)); do
+    name=$(printf '%08X%08X' $((segno / per)) $((segno % per)))
+    if ! compgen -G "$dst/????????$name" >/dev/null; then
+      pgr_fail "WAL segment $(printf '%08X' "$PGR_TIMELINE")$name (needed from $PGR_START_LSN to $PGR_STOP_LSN) is missing from $src: removed before it could be copied"
+    fi
+  done
+  for f in "$dst"/*; do
+    if [ -f "$f" ]; then : >"$dst/archive_status/\${f##*/}.done"; fi
+  done
+  echo $(($(date +%s%N) - t0)) >"$PGR_WORK/wal.ns"
+}
+
+# ---- main process ----
+
+pgr_stop_children() {
+  local pid i
+  if [ -n "$PGR_PSQL_PID" ]; then kill "$PGR_PSQL_PID" 2>/dev/null || true; wait "$PGR_PSQL_PID" 2>/dev/null || true; fi
+  if [ -n "$PGR_CP_PID" ]; then kill "$PGR_CP_PID" 2>/dev/null || true; wait "$PGR_CP_PID" 2>/dev/null || true; fi
+  # A step outlives a killed psql: stop it before its files go.
+  pid=$(cat "$PGR_WORK/step.pid" 2>/dev/null || true)
+  if [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; then
+    for ((i = 0; i < 100; i++)); do
+      if ! kill -0 "$pid" 2>/dev/null; then return 0; fi
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+}
+
+pgr_cleanup() {
+  local rc=$?
+  set +e
+  trap - ERR
+  if [ -n "$PGR_WORK" ]; then pgr_stop_children; fi
+  if [ "$rc" -ne 0 ] && [ -z "$PGR_REPORTED" ]; then
+    printf 'pg-reflinker populate: %s\n' "$(pgr_oneline "unexpected failure (exit $rc) at \${PGR_LAST_ERR:-?}: $(tail -n 1 "$PGR_WORK/log" 2>/dev/null)")" >&3
+  fi
+  if [ -n "$PGR_STAGE" ]; then rm -rf -- "$PGR_STAGE"; fi
+  # A caller-provided work area keeps the log of a failed run.
+  if [ -n "$PGR_OWN_WORK" ] && { [ "$rc" -eq 0 ] || [ -z "$PGR_WORK_DIR" ]; }; then rm -rf -- "$PGR_OWN_WORK"; fi
+  exit "$rc"
+}
+
+pgr_is_root() { [ "$(id -u)" = 0 ]; }
+
+pgr_chown() { if pgr_is_root; then chown "$PGR_UID:$PGR_GID" "$@"; fi; }
+
+pgr_write_steps() {
+  {
+    echo 'set -Eeuo pipefail'
+    echo 'umask 077'
+    echo 'shopt -s nullglob dotglob'
+    echo 'PGR_CP_PID= PGR_STEP='
+    declare -f
+    echo 'pgr_step "$@"'
+  } >"$PGR_WORK/steps.sh"
+  export PGR_STEPS=$PGR_WORK/steps.sh
+}
+
+# Removes what a fresh base backup must not contain (basebackup.c's exclusions), keeping the directories.
+pgr_clean_pgdata() {
+  local p=$1 d
+  rm -f -- "$p/postmaster.pid" "$p/postmaster.opts" "$p/standby.signal" "$p/recovery.signal" "$p/recovery.conf" \
+    "$p/backup_label" "$p/backup_label.old" "$p/tablespace_map" "$p/tablespace_map.old" "$p/backup_manifest" \
+    "$p/postgresql.auto.conf.tmp" "$p/current_logfiles.tmp"
+  for d in pg_replslot pg_stat_tmp pg_dynshmem pg_notify pg_serial pg_snapshots pg_subtrans; do
+    if [ -d "$p/$d" ]; then find "$p/$d" -mindepth 1 -delete; fi
+  done
+  find "$p" \( -name 'pgsql_tmp*' -prune -exec rm -rf -- {} + \) \
+    -o \( -type f -name 'pg_internal.init*' -exec rm -f -- {} + \) \
+    -o \( -type s -name '.s.PGSQL.*' -exec rm -f -- {} + \)
+}
+
+pgr_count() { # dir -> "files bytes"
+  echo "$(find "$1" -type f | wc -l) $(du -sb "$1" | cut -f1)"
+}
+
+pgr_publish_marker() { # json
+  printf '%s\n' "$1" >"$PGR_STAGE/result.json"
+  chmod 0644 "$PGR_STAGE/result.json"
+  pgr_chown "$PGR_STAGE/result.json"
+  mv -T "$PGR_STAGE/result.json" "$PGR_VOLUME_DIR/.pgr-populated"
+  sync -f "$PGR_VOLUME_DIR"
+  printf '%s\n' "$1" >&4
+}
+
+pgr_rename_into_place() { # staged-path final-path
+  if [ -e "$2" ] || [ -L "$2" ]; then pgr_fail "$2 already exists; a clone never overwrites"; fi
+  mv -n -T "$1" "$2" || true
+  if [ -e "$1" ]; then pgr_fail "$2 appeared during the population; a clone never overwrites"; fi
+}
+
+pgr_psql_failure() { # psql's exit status
+  local err who vnum grant
+  if [ -s "$PGR_WORK/reason" ]; then pgr_fail "$(cat "$PGR_WORK/reason")"; fi
+  if grep -qE 'permission denied for function pg_(backup_start|backup_stop|start_backup|stop_backup)' "$PGR_WORK/psql.err"; then
+    who=$(sed -n 's/^who=//p' "$PGR_WORK/info.env")
+    vnum=$(sed -n 's/^server_version_num=//p' "$PGR_WORK/info.env")
+    if [ "\${vnum:-150000}" -ge 150000 ]; then
+      grant="GRANT EXECUTE ON FUNCTION pg_backup_start(text, boolean), pg_backup_stop(boolean) TO \${who:-streaming_replica};"
+    else
+      grant="GRANT EXECUTE ON FUNCTION pg_start_backup(text, boolean, boolean), pg_stop_backup(boolean, boolean) TO \${who:-streaming_replica};"
+    fi
+    pgr_fail "permission denied: role \${who:-?} may not run the backup functions; as a superuser, run once on the primary: $grant"
+  fi
+  err=$(grep -v '^CONTEXT:' "$PGR_WORK/psql.err" | sed -E 's/^psql:[^:]*:[0-9]+: //' || true)
+  if [ -z "$err" ] && [ "$1" -gt 128 ]; then
+    err="psql was killed by signal $(($1 - 128)); the server aborts the backup and drops the temporary slot"
+  fi
+  pgr_fail "psql: \${err:-exited with status $1 without a message}"
+}
+
+pgr_write_session() {
+  cat >"$PGR_WORK/session.sql" <<'SQL'
+\set QUIET on
+SET client_min_messages = warning;
+SET statement_timeout = 0;
+SELECT current_setting('server_version_num')::int AS server_version_num,
+       current_setting('server_version_num')::int >= 130000 AS supported,
+       current_setting('server_version_num')::int >= 140000 AS pg14,
+       current_setting('server_version_num')::int >= 150000 AS pg15,
+       pg_catalog.pg_is_in_recovery() AS standby,
+       pg_catalog.quote_ident(current_user) AS who,
+       (SELECT setting FROM pg_catalog.pg_settings WHERE name = 'wal_segment_size') AS wal_segment_size \gset
+\o info.env
+\qecho server_version_num=:server_version_num
+\qecho standby=:standby
+\qecho who=:who
+\o
+\if :supported
+\else
+DO $$BEGIN RAISE EXCEPTION 'PostgreSQL % is not supported (13 or later)', current_setting('server_version'); END$$;
+\endif
+\if :pg14
+SET idle_session_timeout = 0;
+\endif
+-- Created before the backup starts, so that no WAL it needs can be recycled; dropped with the session.
+SELECT slot_name AS slot_created FROM pg_catalog.pg_create_physical_replication_slot(:'slot', true, true) \gset
+\set t_start \`date +%s%N\`
+\if :pg15
+SELECT pg_catalog.pg_backup_start(:'label', true) AS start_lsn \gset
+\else
+SELECT pg_catalog.pg_start_backup(:'label', true, false) AS start_lsn \gset
+\endif
+\set t_started \`date +%s%N\`
+-- A shell escape's failure is invisible to ON_ERROR_STOP: test its result, fail with an SQL error.
+\set ok \`bash "$PGR_STEPS" copy-tree && echo on || echo off\`
+\if :ok
+\else
+DO $$BEGIN RAISE EXCEPTION 'pg-reflinker: the copy failed'; END$$;
+\endif
+\if :pg15
+SELECT lsn AS stop_lsn, coalesce(labelfile, '') AS labelfile, coalesce(spcmapfile, '') AS spcmap
+  FROM pg_catalog.pg_backup_stop(false) \gset
+\else
+SELECT lsn AS stop_lsn, coalesce(labelfile, '') AS labelfile, coalesce(spcmapfile, '') AS spcmap
+  FROM pg_catalog.pg_stop_backup(false, false) \gset
+\endif
+SELECT :'spcmap' <> '' AS has_spcmap,
+       coalesce(substring(:'labelfile' from 'START TIMELINE: ([0-9]+)'), '0') AS timeline \gset
+\setenv PGR_START_LSN :start_lsn
+\setenv PGR_STOP_LSN :stop_lsn
+\setenv PGR_TIMELINE :timeline
+\setenv PGR_WAL_SEGSIZE :wal_segment_size
+\set ok \`bash "$PGR_STEPS" wal && echo on || echo off\`
+\if :ok
+\else
+DO $$BEGIN RAISE EXCEPTION 'pg-reflinker: the WAL copy failed'; END$$;
+\endif
+-- Byte-exact: qecho -n adds nothing (a SELECT would append a newline).
+\o backup_label
+\qecho -n :labelfile
+\o
+\if :has_spcmap
+\o tablespace_map
+\qecho -n :spcmap
+\o
+\endif
+\o session.env
+\qecho start_lsn=:start_lsn
+\qecho stop_lsn=:stop_lsn
+\qecho timeline=:timeline
+\qecho t_start=:t_start
+\qecho t_started=:t_started
+\qecho done=1
+\o
+SQL
+}
+
+pgr_online() {
+  local src=$PGR_SOURCE_PGDATA p=$PGR_STAGE/pgdata slot rc=0 start_lsn stop_lsn timeline t_start t_started from files bytes count
+  if [ "$(stat -c %u "$src")" != "$PGR_UID" ]; then
+    pgr_fail "source PGDATA $src is owned by uid $(stat -c %u "$src"), not PGR_UID=$PGR_UID"
+  fi
+  pgr_probe_reflink "$src/PG_VERSION" "$PGR_STAGE"
+  mkdir "$p"
+  slot=pgr_$(printf '%s' "$PGR_LABEL" | tr 'A-Z' 'a-z' | tr -c 'a-z0-9_' '_' | cut -c1-40)_$$
+  pgr_write_session
+  pgr_write_steps
+  cd "$PGR_WORK"
+  PGAPPNAME=pg-reflinker-populator PGCONNECT_TIMEOUT=\${PGCONNECT_TIMEOUT:-30} \
+    psql -X -q -w -v ON_ERROR_STOP=1 -v label="$PGR_LABEL" -v slot="$slot" -d "$PGR_CONNINFO" -f session.sql \
+    >psql.out 2>psql.err 3>&- 4>&- &
+  PGR_PSQL_PID=$!
+  wait "$PGR_PSQL_PID" || rc=$?
+  PGR_PSQL_PID=
+  cat psql.err >&2
+  if [ "$rc" -ne 0 ]; then pgr_psql_failure "$rc"; fi
+  if ! grep -qx 'done=1' session.env 2>/dev/null; then pgr_fail "the psql session ended early without an error"; fi
+  start_lsn=$(sed -n 's/^start_lsn=//p' session.env)
+  stop_lsn=$(sed -n 's/^stop_lsn=//p' session.env)
+  timeline=$(sed -n 's/^timeline=//p' session.env)
+  t_start=$(sed -n 's/^t_start=//p' session.env)
+  t_started=$(sed -n 's/^t_started=//p' session.env)
+  from=$(sed -n 's/^BACKUP FROM: //p' backup_label)
+
+  pgr_clean_pgdata "$p"
+  mv backup_label "$p/backup_label"
+  if [ -s tablespace_map ]; then
+    mv tablespace_map "$p/tablespace_map"
+    # PostgreSQL recreates the links from tablespace_map; until then none points at the source's data.
+    find "$p/pg_tblspc" -mindepth 1 -maxdepth 1 -type l -delete
+    pgr_chown "$p/tablespace_map"
+  fi
+  pgr_chown "$PGR_VOLUME_DIR" "$p" "$p/backup_label"
+  if pgr_is_root; then chown -R "$PGR_UID:$PGR_GID" "$p/pg_wal"; fi
+  chmod 0700 "$p"
+  read -r files bytes <<<"$(pgr_count "$p")"
+  sync -f "$p"
+  pgr_rename_into_place "$p" "$PGR_VOLUME_DIR/pgdata"
+  pgr_publish_marker "$(printf '{"mode":"online","label":"%s","startLsn":"%s","stopLsn":"%s","timeline":%d,"backupFrom":"%s","files":%d,"bytes":%d,"seconds":%s,"checkpointSeconds":%s,"copySeconds":%s,"walSeconds":%s}' \
+    "$PGR_LABEL" "$start_lsn" "$stop_lsn" "$timeline" "$from" "$files" "$bytes" \
+    "$(pgr_secs $(($(date +%s%N) - PGR_T0)))" "$(pgr_secs $((t_started - t_start)))" \
+    "$(pgr_secs "$(cat copy.ns)")" "$(pgr_secs "$(cat wal.ns)")")"
+}
+
+pgr_plain() {
+  local src=$PGR_SOURCE_DIR v=$PGR_STAGE/volume e t0 copy_ns files bytes
+  pgr_probe_reflink "$src" "$PGR_STAGE"
+  mkdir "$v"
+  t0=$(date +%s%N)
+  pgr_cp tolerant -a --reflink=always "$src/." "$v/"
+  copy_ns=$(($(date +%s%N) - t0))
+  rm -rf -- "$v/.pgr-staging" "$v/.pgr-populated"
+  read -r files bytes <<<"$(pgr_count "$v")"
+  pgr_chown "$PGR_VOLUME_DIR"
+  sync -f "$v"
+  for e in "$v"/*; do
+    if [ "\${e##*/}" != pgdata ]; then pgr_rename_into_place "$e" "$PGR_VOLUME_DIR/\${e##*/}"; fi
+  done
+  # pgdata last: its presence means the rest is there.
+  if [ -e "$v/pgdata" ]; then pgr_rename_into_place "$v/pgdata" "$PGR_VOLUME_DIR/pgdata"; fi
+  pgr_publish_marker "$(printf '{"mode":"plain","label":"%s","startLsn":null,"stopLsn":null,"timeline":null,"backupFrom":null,"files":%d,"bytes":%d,"seconds":%s,"checkpointSeconds":0,"copySeconds":%s,"walSeconds":0}' \
+    "$PGR_LABEL" "$files" "$bytes" "$(pgr_secs $(($(date +%s%N) - PGR_T0)))" "$(pgr_secs "$copy_ns")")"
+}
+
+pgr_main() {
+  local e
+  exec 3>&2 4>&1
+  PGR_MODE=\${PGR_MODE:-online} PGR_UID=\${PGR_UID:-26} PGR_GID=\${PGR_GID:-26} PGR_WORK_DIR=\${PGR_WORK_DIR:-}
+  PGR_VOLUME_DIR=\${PGR_VOLUME_DIR:-} PGR_LABEL=\${PGR_LABEL:-}
+  export PGR_MODE PGR_UID PGR_GID PGR_VOLUME_DIR PGR_LABEL PGR_WORK_DIR
+  case $PGR_MODE in online | plain) ;; *) pgr_fail "PGR_MODE must be online or plain, not '$PGR_MODE'" ;; esac
+  if ! [[ $PGR_LABEL =~ ^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$ ]]; then pgr_fail "PGR_LABEL '$PGR_LABEL' is not a valid label"; fi
+  if ! [[ $PGR_UID =~ ^[0-9]+$ && $PGR_GID =~ ^[0-9]+$ ]]; then pgr_fail "PGR_UID and PGR_GID must be numbers"; fi
+  if [ -z "$PGR_VOLUME_DIR" ] || [ ! -d "$PGR_VOLUME_DIR" ]; then pgr_fail "destination volume directory '$PGR_VOLUME_DIR' does not exist"; fi
+  if [ "$PGR_MODE" = online ]; then
+    if [ -z "\${PGR_CONNINFO:-}" ]; then pgr_fail "PGR_CONNINFO is not set"; fi
+    if [ ! -f "\${PGR_SOURCE_PGDATA:-}/PG_VERSION" ]; then pgr_fail "source PGDATA '\${PGR_SOURCE_PGDATA:-}' does not exist or is not a data directory"; fi
+    export PGR_CONNINFO PGR_SOURCE_PGDATA
+  elif [ -z "\${PGR_SOURCE_DIR:-}" ] || [ ! -d "$PGR_SOURCE_DIR" ]; then
+    pgr_fail "source volume directory '\${PGR_SOURCE_DIR:-}' does not exist"
+  fi
+  if ! pgr_is_root && [ "$(id -u)" != "$PGR_UID" ]; then
+    pgr_fail "running as uid $(id -u), which can produce files owned by uid $PGR_UID only as root"
+  fi
+  # Already done (a retried Job, a second call): report the recorded result.
+  if [ -f "$PGR_VOLUME_DIR/.pgr-populated" ]; then
+    if grep -qF "\"label\":\"$PGR_LABEL\"" "$PGR_VOLUME_DIR/.pgr-populated"; then
+      cat "$PGR_VOLUME_DIR/.pgr-populated" >&4
+      exit 0
+    fi
+    pgr_fail "$PGR_VOLUME_DIR is already populated under another label"
+  fi
+  if [ "$PGR_MODE" = online ] && [ -e "$PGR_VOLUME_DIR/pgdata" ]; then
+    pgr_fail "$PGR_VOLUME_DIR/pgdata already exists; a clone never overwrites"
+  fi
+  if [ "$PGR_MODE" = plain ]; then
+    for e in "$PGR_VOLUME_DIR"/*; do
+      if [ "\${e##*/}" != .pgr-staging ]; then pgr_fail "destination volume $PGR_VOLUME_DIR is not empty (\${e##*/})"; fi
+    done
+  fi
+
+  PGR_STAGE=$PGR_VOLUME_DIR/.pgr-staging
+  trap pgr_cleanup EXIT
+  trap 'PGR_LAST_ERR="line $LINENO: $BASH_COMMAND"' ERR
+  trap 'pgr_fail "interrupted by SIGTERM"' TERM
+  trap 'pgr_fail "interrupted by SIGINT"' INT
+  trap 'pgr_fail "interrupted by SIGHUP"' HUP
+  # Leftovers of an interrupted run (one populator per volume at a time: its process is gone).
+  rm -rf -- "$PGR_STAGE"
+  mkdir "$PGR_STAGE"
+  if [ -n "$PGR_WORK_DIR" ]; then
+    PGR_OWN_WORK=$(mktemp -d "$PGR_WORK_DIR/pgr-populate.XXXXXX")
+    PGR_WORK=$PGR_OWN_WORK
+  else
+    PGR_WORK=$PGR_STAGE/work
+    mkdir "$PGR_WORK"
+  fi
+  export PGR_STAGE PGR_WORK
+  exec >>"$PGR_WORK/log" 2>&1
+  echo "pg-reflinker populate: mode=$PGR_MODE label=$PGR_LABEL volume=$PGR_VOLUME_DIR"
+  if [ "$PGR_MODE" = online ]; then pgr_online; else pgr_plain; fi
+}
+
+pgr_main "$@"
+`;

@@ -1,0 +1,65 @@
+import type { Server } from 'node:http';
+import { LocalBackend } from './backends/local/backend.js';
+import type { Config } from './config.js';
+import type { VolumeBackend } from './controller/backend.js';
+import { controllerService } from './controller/service.js';
+import { wrapService, type HandlerContext } from './csi/handler.js';
+import { identityService } from './csi/identity.js';
+import { loadCsi } from './csi/proto.js';
+import { startServer, type CsiServer } from './csi/server.js';
+import { allReady, rootReadiness, startHealthServer, type Readiness } from './health.js';
+import type { Logger } from './log.js';
+import { Metrics } from './metrics.js';
+import { nodeService } from './node/service.js';
+import { VERSION } from './version.js';
+import { resolveRoot } from './volume/paths.js';
+
+export interface RunningDriver {
+  csi: CsiServer;
+  health?: Server;
+  stop(): Promise<void>;
+}
+
+/** How the controller role gets its Kubernetes backend (kept out of here so standalone never loads it). */
+export type KubeBackendFactory = (config: Config, ctx: HandlerContext) => Promise<{ backend: VolumeBackend; readiness: Readiness }>;
+
+/** Serves the CSI services of a role on its unix socket. */
+export async function startDriver(config: Config, log: Logger, kube?: KubeBackendFactory): Promise<RunningDriver> {
+  const metrics = new Metrics(true);
+  const ctx: HandlerContext = { log, metrics };
+  const csi = loadCsi();
+  const services: Parameters<typeof startServer>[1] = [];
+  let readiness: Readiness;
+
+  if (config.role === 'standalone' || config.role === 'node') {
+    const root = await resolveRoot(config.root).catch((err: Error) => {
+      throw new Error(`volume root ${config.root} is not usable: ${err.message}`);
+    });
+    readiness = rootReadiness(root);
+    services.push([csi.Node.service, wrapService('Node', nodeService({ nodeId: config.nodeId, root }), ctx)]);
+    if (config.role === 'standalone') {
+      const backend = new LocalBackend({ root, node: config.nodeId, log, metrics });
+      services.push([csi.Controller.service, wrapService('Controller', controllerService({ backend, onlyNode: config.nodeId }), ctx)]);
+    }
+  } else if (config.role === 'controller') {
+    if (!kube) throw new Error('the controller role needs the Kubernetes backend');
+    const made = await kube(config, ctx);
+    readiness = made.readiness;
+    services.push([csi.Controller.service, wrapService('Controller', controllerService({ backend: made.backend }), ctx)]);
+  } else {
+    throw new Error(`role ${config.role} serves no CSI services`);
+  }
+  const identity = identityService({ version: VERSION, servesController: config.role !== 'node', readiness: allReady(readiness) });
+  services.unshift([csi.Identity.service, wrapService('Identity', identity, ctx)]);
+
+  const server = await startServer(config.socketPath, services, log);
+  const health = config.metricsAddress ? await startHealthServer(config.metricsAddress, metrics, readiness, log) : undefined;
+  return {
+    csi: server,
+    health,
+    async stop() {
+      health?.close();
+      await server.stop();
+    },
+  };
+}

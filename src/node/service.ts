@@ -1,0 +1,130 @@
+import { mkdir, rmdir, statfs } from 'node:fs/promises';
+import { isAbsolute, join, normalize } from 'node:path';
+import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../csi/errors.js';
+import type { RpcTable } from '../csi/handler.js';
+import { TOPOLOGY_KEY } from '../csi/identity.js';
+import type { NodeGetVolumeStatsRequest, NodePublishVolumeRequest, NodeUnpublishVolumeRequest } from '../csi/types.js';
+import { requireCapability, requireString, requireVolumeId } from '../csi/validate.js';
+import { CONTEXT_KIND } from '../controller/backend.js';
+import { parseVolumeId, type VolumeRef } from '../volume/id.js';
+import { isBindOf, mountAt, readMounts } from '../volume/mountinfo.js';
+import { pathKind, volumePath } from '../volume/paths.js';
+import { POPULATED_MARKER } from '../controller/populator/script.js';
+import { bindMount, unmount } from './mounts.js';
+
+export interface NodeOptions {
+  nodeId: string;
+  /** The volume prefix with symlinks resolved. */
+  root: string;
+}
+
+const isUnder = (path: string, dir: string) => path === dir || path.startsWith(`${dir}/`);
+
+export function nodeService(opts: NodeOptions): RpcTable {
+  const { root, nodeId } = opts;
+
+  /** The volume's ref, when the id is well formed and names this node; NOT_FOUND otherwise. */
+  function localVolume(volumeId: string): VolumeRef {
+    let ref: VolumeRef;
+    try {
+      ref = parseVolumeId(volumeId);
+    } catch (err) {
+      throw notFound(`volume ${volumeId} does not exist: ${(err as Error).message}`);
+    }
+    if (ref.node !== nodeId) throw notFound(`volume ${volumeId} lives on node ${ref.node}, not on this node (${nodeId})`);
+    return ref;
+  }
+
+  function targetPath(path: string, what: string): string {
+    requireString(path, what);
+    if (!isAbsolute(path)) throw invalidArgument(`${what} ${path} is not an absolute path`);
+    const normal = normalize(path).replace(/\/$/, '');
+    // A volume mounted inside the prefix would show one volume's data inside another.
+    if (isUnder(normal, root) || isUnder(root, normal)) throw invalidArgument(`${what} ${path} overlaps the volume root ${root}`);
+    return normal;
+  }
+
+  /** The directory to publish; empty volumes are created here on first use, clones must be populated. */
+  async function publishableDir(ref: VolumeRef, context: Record<string, string>): Promise<string> {
+    const dir = volumePath(root, ref);
+    const kind = await pathKind(dir);
+    if (kind === 'symlink' || kind === 'other') throw failedPrecondition(`refusing to publish ${dir}: it is a ${kind}`);
+    if (context[CONTEXT_KIND] === 'empty') {
+      if (kind === 'absent') await mkdir(dir, { mode: 0o755 });
+      return dir;
+    }
+    if (kind === 'absent') throw notFound(`volume ${ref.volumeId} has no data on this node (${dir} does not exist)`);
+    if (context[CONTEXT_KIND] === 'clone' && (await pathKind(join(dir, POPULATED_MARKER))) === 'absent') {
+      throw failedPrecondition(`volume ${ref.volumeId} is a clone that is not populated yet; it is never served empty`);
+    }
+    return dir;
+  }
+
+  return {
+    async NodeGetInfo() {
+      return { node_id: nodeId, max_volumes_per_node: 0, accessible_topology: { segments: { [TOPOLOGY_KEY]: nodeId } } };
+    },
+
+    async NodeGetCapabilities() {
+      return { capabilities: [{ rpc: { type: 'GET_VOLUME_STATS' } }] };
+    },
+
+    async NodePublishVolume(req: NodePublishVolumeRequest) {
+      const volumeId = requireVolumeId(req.volume_id);
+      const target = targetPath(req.target_path, 'target path');
+      const capability = requireCapability(req.volume_capability);
+      const readOnly = req.readonly || capability.access_mode?.mode === 'SINGLE_NODE_READER_ONLY';
+      const ref = localVolume(volumeId);
+      const source = await publishableDir(ref, req.volume_context ?? {});
+      const mounts = await readMounts();
+      const existing = mountAt(target, mounts);
+      if (existing) {
+        if (!isBindOf(target, source, mounts)) throw alreadyExists(`target path ${target} already has something else mounted`);
+        if (existing.options.includes('ro') !== readOnly) {
+          throw alreadyExists(`volume ${volumeId} is already published at ${target} ${readOnly ? 'read-write' : 'read-only'}`);
+        }
+        return {};
+      }
+      const kind = await pathKind(target);
+      if (kind === 'absent') await mkdir(target);
+      else if (kind !== 'directory') throw failedPrecondition(`target path ${target} exists and is not a directory`);
+      await bindMount(source, target, readOnly);
+      return {};
+    },
+
+    async NodeUnpublishVolume(req: NodeUnpublishVolumeRequest) {
+      const volumeId = requireVolumeId(req.volume_id);
+      const target = targetPath(req.target_path, 'target path');
+      const ref = localVolume(volumeId);
+      const mounts = await readMounts();
+      if (mountAt(target, mounts)) {
+        if (!isBindOf(target, volumePath(root, ref), mounts)) {
+          throw failedPrecondition(`target path ${target} holds a mount that is not volume ${volumeId}; leaving it alone`);
+        }
+        await unmount(target);
+      }
+      const kind = await pathKind(target);
+      if (kind === 'directory') await rmdir(target);
+      return {};
+    },
+
+    async NodeGetVolumeStats(req: NodeGetVolumeStatsRequest) {
+      const volumeId = requireVolumeId(req.volume_id);
+      const path = requireString(req.volume_path, 'volume path');
+      const ref = localVolume(volumeId);
+      const dir = volumePath(root, ref);
+      if ((await pathKind(dir)) !== 'directory') throw notFound(`volume ${volumeId} does not exist on this node`);
+      if (!isBindOf(normalize(path).replace(/\/$/, ''), dir, await readMounts())) {
+        throw notFound(`volume ${volumeId} is not published at ${path}`);
+      }
+      const fs = await statfs(path, { bigint: false });
+      // The volume shares its filesystem with the others on this node: report that filesystem.
+      return {
+        usage: [
+          { unit: 'BYTES', total: fs.blocks * fs.bsize, available: fs.bavail * fs.bsize, used: (fs.blocks - fs.bfree) * fs.bsize },
+          { unit: 'INODES', total: fs.files, available: fs.ffree, used: fs.files - fs.ffree },
+        ],
+      };
+    },
+  };
+}

@@ -1,0 +1,64 @@
+import { readFile } from 'node:fs/promises';
+
+export interface MountEntry {
+  majorMinor: string;
+  /** The mounted directory, relative to the root of its filesystem. */
+  root: string;
+  mountPoint: string;
+  options: string[];
+}
+
+// /proc/self/mountinfo escapes space, tab, newline and backslash as octal.
+const unescape = (field: string) => field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+
+export function parseMountInfo(text: string): MountEntry[] {
+  const entries: MountEntry[] = [];
+  for (const line of text.split('\n')) {
+    const fields = line.split(' ');
+    if (fields.length < 6) continue;
+    entries.push({
+      majorMinor: fields[2]!,
+      root: unescape(fields[3]!),
+      mountPoint: unescape(fields[4]!),
+      options: fields[5]!.split(','),
+    });
+  }
+  return entries;
+}
+
+export async function readMounts(): Promise<MountEntry[]> {
+  return parseMountInfo(await readFile('/proc/self/mountinfo', 'utf8'));
+}
+
+const isUnder = (path: string, dir: string) => path === dir || path.startsWith(dir.endsWith('/') ? dir : `${dir}/`);
+
+/** The filesystem-relative location of an absolute real path: which device, and where on it. */
+export function locate(path: string, mounts: MountEntry[]): { majorMinor: string; root: string } | undefined {
+  let best: MountEntry | undefined;
+  for (const m of mounts) {
+    if (isUnder(path, m.mountPoint) && (!best || m.mountPoint.length >= best.mountPoint.length)) best = m;
+  }
+  if (!best) return undefined;
+  const rest = best.mountPoint === '/' ? path : path.slice(best.mountPoint.length);
+  const root = `${best.root.replace(/\/$/, '')}${rest}` || '/';
+  return { majorMinor: best.majorMinor, root };
+}
+
+/** Mounts that show the directory `path` (or something inside it) somewhere else, e.g. bind mounts into pods. */
+export function mountsShowing(path: string, mounts: MountEntry[]): MountEntry[] {
+  const where = locate(path, mounts);
+  if (!where) return [];
+  return mounts.filter((m) => m.majorMinor === where.majorMinor && isUnder(m.root, where.root) && m.mountPoint !== path);
+}
+
+/** The mount whose mount point is exactly `target` (the last one wins, as the kernel shows it). */
+export function mountAt(target: string, mounts: MountEntry[]): MountEntry | undefined {
+  return mounts.filter((m) => m.mountPoint === target).pop();
+}
+
+/** Whether the mount at `target` is a bind mount of exactly the directory `source`. */
+export function isBindOf(target: string, source: string, mounts: MountEntry[]): boolean {
+  const entry = mountAt(target, mounts);
+  const where = locate(source, mounts);
+  return !!entry && !!where && entry.majorMinor === where.majorMinor && entry.root === where.root;
+}

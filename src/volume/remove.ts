@@ -1,0 +1,24 @@
+import { rm } from 'node:fs/promises';
+import type { VolumeRef } from './id.js';
+import { mountsShowing, readMounts } from './mountinfo.js';
+import { pathKind, volumePath } from './paths.js';
+
+export class UnsafeRemoval extends Error {}
+
+/**
+ * Removes a volume's directory under the (real) root: 'absent' when already gone. Refuses a
+ * symlink or non-directory in the volume's place and a volume still mounted anywhere.
+ */
+export async function removeVolumeDir(root: string, ref: VolumeRef): Promise<'deleted' | 'absent'> {
+  const path = volumePath(root, ref);
+  const kind = await pathKind(path);
+  if (kind === 'absent') return 'absent';
+  if (kind !== 'directory') throw new UnsafeRemoval(`refusing to delete ${path}: it is a ${kind}, not a volume directory`);
+  const inUse = mountsShowing(path, await readMounts());
+  if (inUse.length > 0) {
+    throw new UnsafeRemoval(`volume ${ref.volumeId} is still mounted at ${inUse.map((m) => m.mountPoint).join(', ')}`);
+  }
+  // rm -r unlinks symlinks inside the tree; it never follows them.
+  await rm(path, { recursive: true, force: true });
+  return 'deleted';
+}

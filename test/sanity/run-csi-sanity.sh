@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs the real csi-sanity (kubernetes-csi/csi-test v5) against `pg-reflinker standalone` on a
+# fresh XFS (reflink=1) loop filesystem. Needs root. Prints a notice and exits 0 when csi-sanity
+# is not on PATH (it cannot be installed on machines without access to its release downloads).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+if ! command -v csi-sanity >/dev/null 2>&1; then
+  echo "csi-sanity is not on PATH: nothing run. Install csi-test v5 and run npm run sanity again." >&2
+  echo "(npm test runs our own conformance suite in test/sanity instead.)" >&2
+  exit 0
+fi
+[ "$(id -u)" = 0 ] || { echo "npm run sanity needs root (loop mount, bind mounts)" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/pgr-sanity.XXXXXX)
+driver_pid=
+cleanup() {
+  [ -n "$driver_pid" ] && kill "$driver_pid" 2>/dev/null && wait "$driver_pid" 2>/dev/null || true
+  grep -o " $work/[^ ]*" /proc/self/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+truncate -s 2G "$work/fs.img"
+mkfs.xfs -q -m reflink=1 "$work/fs.img"
+mkdir -p "$work/mnt"
+mount -o loop "$work/fs.img" "$work/mnt"
+mkdir -p "$work/mnt/volumes"
+
+node dist/src/main.js standalone --endpoint "unix://$work/csi.sock" --root "$work/mnt/volumes" \
+  --node-id sanity-node 2>"$work/driver.log" &
+driver_pid=$!
+for _ in $(seq 100); do [ -S "$work/csi.sock" ] && break; sleep 0.1; done
+
+csi-sanity \
+  --csi.endpoint "unix://$work/csi.sock" \
+  --csi.mountdir "$work/target" \
+  --csi.stagingdir "$work/staging" \
+  --csi.testvolumesize 1073741824 \
+  "$@"
