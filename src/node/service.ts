@@ -1,4 +1,4 @@
-import { mkdir, rmdir, statfs } from 'node:fs/promises';
+import { chmod, chown, mkdir, rmdir, statfs } from 'node:fs/promises';
 import { isAbsolute, join, normalize } from 'node:path';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../csi/errors.js';
 import type { RpcTable } from '../csi/handler.js';
@@ -19,6 +19,19 @@ export interface NodeOptions {
 }
 
 const isUnder = (path: string, dir: string) => path === dir || path.startsWith(`${dir}/`);
+
+/** The pod's fsGroup, which kubelet hands over instead of chowning the volume recursively. */
+function mountGroupOf(group: string | undefined): number | undefined {
+  if (!group) return undefined;
+  if (!/^\d{1,10}$/.test(group) || Number(group) > 0xffffffff) throw invalidArgument(`volume_mount_group "${group}" is not a numeric group id`);
+  return Number(group);
+}
+
+/** Top directory only (never recursive, a volume may hold terabytes): group-owned, group-writable, setgid. */
+async function shareWithGroup(dir: string, gid: number): Promise<void> {
+  await chown(dir, -1, gid);
+  await chmod(dir, 0o2775);
+}
 
 export function nodeService(opts: NodeOptions): RpcTable {
   const { root, nodeId } = opts;
@@ -66,7 +79,7 @@ export function nodeService(opts: NodeOptions): RpcTable {
     },
 
     async NodeGetCapabilities() {
-      return { capabilities: [{ rpc: { type: 'GET_VOLUME_STATS' } }] };
+      return { capabilities: ['GET_VOLUME_STATS', 'VOLUME_MOUNT_GROUP'].map((type) => ({ rpc: { type } })) };
     },
 
     async NodePublishVolume(req: NodePublishVolumeRequest) {
@@ -75,7 +88,9 @@ export function nodeService(opts: NodeOptions): RpcTable {
       const capability = requireCapability(req.volume_capability);
       const readOnly = req.readonly || capability.access_mode?.mode === 'SINGLE_NODE_READER_ONLY';
       const ref = localVolume(volumeId);
+      const mountGroup = mountGroupOf(capability.mount?.volume_mount_group);
       const source = await publishableDir(ref, req.volume_context ?? {});
+      if (mountGroup !== undefined && req.volume_context?.[CONTEXT_KIND] === 'empty') await shareWithGroup(source, mountGroup);
       const mounts = await readMounts();
       const existing = mountAt(target, mounts);
       if (existing) {

@@ -24,9 +24,23 @@ describeWithRealParts('CSI conformance: Node (standalone driver over its unix so
     expect(info.accessible_topology).toEqual({ segments: { 'topology.pg-reflinker.csi/node': NODE } });
   });
 
-  it('NodeGetCapabilities lists volume stats only (no staging)', async () => {
+  it('NodeGetCapabilities lists volume stats and mount group (no staging)', async () => {
     const caps = await node('NodeGetCapabilities', {});
-    expect(caps.capabilities.map((c: { rpc: { type: string } }) => c.rpc.type)).toEqual(['GET_VOLUME_STATS']);
+    expect(caps.capabilities.map((c: { rpc: { type: string } }) => c.rpc.type)).toEqual(['GET_VOLUME_STATS', 'VOLUME_MOUNT_GROUP']);
+  });
+
+  it('gives an empty volume to the pod\'s fsGroup on its top directory only', async () => {
+    const volume = await newVolume();
+    const path = target('group');
+    const [, dir] = volume.volume_id.split('/');
+    const volumeDir = join(ctx().fs.root, dir);
+    const cap = { mount: { volume_mount_group: '26' }, access_mode: { mode: 'SINGLE_NODE_WRITER' } };
+    expect(await codeOf(node('NodePublishVolume', { volume_id: volume.volume_id, target_path: path, volume_capability: { ...cap, mount: { volume_mount_group: 'wheel' } }, volume_context: volume.volume_context }))).toBe(status.INVALID_ARGUMENT);
+    await node('NodePublishVolume', { volume_id: volume.volume_id, target_path: path, volume_capability: cap, volume_context: volume.volume_context });
+    const info = await stat(volumeDir);
+    expect(info.gid).toBe(26);
+    expect(info.mode & 0o7777).toBe(0o2775);
+    await node('NodeUnpublishVolume', { volume_id: volume.volume_id, target_path: path });
   });
 
   it('NodePublishVolume rejects missing arguments and block access', async () => {
