@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { chown, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { failedPrecondition, internal } from '../../csi/errors.js';
 import type { CloneState, RecordedVolume, SourceVolume, VolumeSpec } from '../../controller/backend.js';
@@ -39,6 +39,14 @@ const isAlive = (pid: number) => {
 };
 const readText = (path: string) => readFile(path, 'utf8').catch(() => '');
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** PATH for the script: the psql of the source's major version first, when that is installed where Debian puts it. */
+async function pathFor(pgdata: string | undefined): Promise<string> {
+  const base = process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin';
+  const major = pgdata ? (await readText(join(pgdata, 'PG_VERSION'))).trim() : '';
+  const bin = `/usr/lib/postgresql/${major}/bin`;
+  return /^\d+$/.test(major) && (await pathKind(bin)) === 'directory' ? `${bin}:${base}` : base;
+}
 
 /**
  * Runs the populator script as a detached child process per clone. Its state lives on disk in
@@ -99,8 +107,11 @@ export class LocalPopulator {
       this.opts.metrics.clonedBytes.inc(result.bytes);
       return { phase: 'ready', context: cloneContext(spec, job.mode, result) };
     }
+    const stderr = await readText(join(jd, 'stderr'));
     const reason =
-      status.kind === 'exited' ? parsePopulatorFailure(await readText(join(jd, 'stderr'))) : 'the population process disappeared';
+      status.kind === 'exited' || stderr.trim()
+        ? parsePopulatorFailure(stderr)
+        : 'the population process ended without leaving an exit status';
     this.opts.metrics.clonesTotal.inc({ result: 'failed', mode: job?.mode ?? 'unknown' });
     await this.cleanUp(dir);
     const code = failureStatus(reason);
@@ -119,7 +130,11 @@ export class LocalPopulator {
     // Nothing of this volume is served yet (no record): leftovers of an earlier attempt go.
     await rm(volumeDir, { recursive: true, force: true });
     await mkdir(volumeDir, { mode: 0o700 });
-    await mkdir(jd, { recursive: true, mode: 0o700 });
+    // The script runs as the source's owner: it must reach its job directory, and nothing else of ours.
+    await mkdir(join(root, STATE_DIR, 'jobs'), { recursive: true, mode: 0o711 });
+    await chmod(join(root, STATE_DIR), 0o711);
+    await chmod(join(root, STATE_DIR, 'jobs'), 0o711);
+    await mkdir(jd, { mode: 0o700 });
     await chown(volumeDir, owner.uid, owner.gid);
     await chown(jd, owner.uid, owner.gid);
     const job: JobSpec = {
@@ -149,9 +164,10 @@ export class LocalPopulator {
     const child = spawn('bash', ['-c', wrapper, join(jd, 'populate.sh'), jd], {
       detached: true,
       stdio: 'ignore',
+      cwd: '/',
       uid: owner.uid,
       gid: owner.gid,
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
+      env: { PATH: await pathFor(server ? join(sourceDir, PGDATA) : undefined), LANG: 'C', ...env },
     });
     child.unref();
     await writeFile(join(jd, 'pid'), String(child.pid));
