@@ -13,12 +13,17 @@ export function cloneContext(spec: VolumeSpec & { source: SourceVolume }, mode: 
     [`${KEY}node`]: spec.ref.node,
     [`${KEY}mode`]: mode,
     [`${KEY}seconds`]: result.seconds.toFixed(3),
+    [`${KEY}files`]: String(result.files),
+    [`${KEY}bytes`]: String(result.bytes),
   };
   if (mode === 'online') {
     context[`${KEY}startLsn`] = result.startLsn ?? '';
     context[`${KEY}stopLsn`] = result.stopLsn ?? '';
     context[`${KEY}timeline`] = String(result.timeline ?? '');
     context[`${KEY}backupFrom`] = result.backupFrom ?? '';
+    context[`${KEY}checkpointSeconds`] = result.checkpointSeconds.toFixed(3);
+    context[`${KEY}copySeconds`] = result.copySeconds.toFixed(3);
+    context[`${KEY}walSeconds`] = result.walSeconds.toFixed(3);
   }
   return context;
 }
