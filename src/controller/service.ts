@@ -1,5 +1,6 @@
 import { aborted, alreadyExists, invalidArgument, notFound, outOfRange } from '../csi/errors.js';
 import type { RpcTable } from '../csi/handler.js';
+import { TOPOLOGY_KEY } from '../csi/identity.js';
 import type {
   CreateVolumeRequest,
   DeleteVolumeRequest,
@@ -9,7 +10,7 @@ import type {
 } from '../csi/types.js';
 import { capabilityProblem, requireCapabilities, requireString, requireVolumeId } from '../csi/validate.js';
 import { InvalidVolumeId, dirForName, formatVolumeId, parseVolumeId, type VolumeRef } from '../volume/id.js';
-import { CONTEXT_KIND, type RecordedVolume, type SourceVolume, type VolumeBackend, type VolumeSpec } from './backend.js';
+import { type RecordedVolume, type SourceVolume, type VolumeBackend, type VolumeSpec } from './backend.js';
 import { placeClone, placeEmptyVolume, topologyFor } from './placement.js';
 
 export interface ControllerOptions {
@@ -59,7 +60,7 @@ function existingNodeIfAllowed(existing: RecordedVolume | undefined, req: Create
   if (!existing) return undefined;
   const { node } = parseVolumeId(existing.volumeId);
   const requisite = req.accessibility_requirements?.requisite ?? [];
-  const allowed = requisite.length === 0 || requisite.some((t) => Object.values(t.segments ?? {}).includes(node));
+  const allowed = requisite.length === 0 || requisite.some((t) => t.segments?.[TOPOLOGY_KEY] === node);
   return allowed ? node : undefined;
 }
 
@@ -172,4 +173,3 @@ export function controllerService(opts: ControllerOptions): RpcTable {
   };
 }
 
-export { CONTEXT_KIND };
