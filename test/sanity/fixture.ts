@@ -2,14 +2,15 @@ import { afterAll, beforeAll } from '@jest/globals';
 import { join } from 'node:path';
 import { csiClient, type CsiClient } from '../support/csi-client.js';
 import { startDriverProcess, type DriverProcess } from '../support/driver-process.js';
-import { makeXfsVolumeRoot, type VolumeRootFixture } from '../support/volume-root.js';
+import { mkdir } from 'node:fs/promises';
+import { createLoopFs, type LoopFs } from '../../testbed/xfs.js';
 
 export const NODE = 'sanity-node-1';
 export const GiB = 1024 ** 3;
 export const mountCap = (mode = 'SINGLE_NODE_WRITER') => ({ mount: {}, access_mode: { mode } });
 
 export interface SanityContext {
-  fs: VolumeRootFixture;
+  fs: LoopFs & { root: string };
   driver: DriverProcess;
   client: CsiClient;
 }
@@ -18,7 +19,9 @@ export interface SanityContext {
 export function useStandaloneDriver(): () => SanityContext {
   let ctx: SanityContext | undefined;
   beforeAll(async () => {
-    const fs = await makeXfsVolumeRoot();
+    const loop = await createLoopFs({ kind: 'xfs', sizeMb: 512 });
+    const fs = { ...loop, root: join(loop.mountPoint, 'volumes') };
+    await mkdir(fs.root);
     const socket = join(fs.base, 'csi.sock');
     const driver = await startDriverProcess(
       ['standalone', '--endpoint', `unix://${socket}`, '--root', fs.root, '--node-id', NODE, '--log-level', 'debug'],

@@ -1,5 +1,5 @@
 import { describe } from '@jest/globals';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
 
 export interface Requirement {
   name: string;
@@ -28,6 +28,10 @@ export const POSTGRES: Requirement = {
       return true;
     }
   },
+};
+export const AMCHECK: Requirement = {
+  name: 'amcheck and pg_amcheck (postgresql-15)',
+  missing: () => !existsSync('/usr/share/postgresql/15/extension/amcheck.control') || !existsSync('/usr/lib/postgresql/15/bin/pg_amcheck'),
 };
 export const OPENSSL: Requirement = { name: 'openssl', missing: () => !onPath('openssl') };
 

@@ -29,7 +29,7 @@ export interface PopulatorEnv {
   /** Owner of the result (default 26, CNPG's postgres). The script chowns only when run as root. */
   PGR_UID: string;
   PGR_GID: string;
-  /** Scratch space for the script's own files (a private subdirectory is made and removed); default: inside the staging directory. */
+  /** Scratch space: the script makes `pgr-populate.XXXXXX/` in it (removed on success, kept with its `log` on failure); default: inside the staging directory. */
   PGR_WORK_DIR?: string;
 }
 
@@ -191,6 +191,7 @@ pgr_step_wal() {
   per=$((0x100000000 / seg))
   first=$(($(pgr_lsn "$PGR_START_LSN") / seg))
   last=$((($(pgr_lsn "$PGR_STOP_LSN") - 1) / seg))
+  if ((last < first)); then last=$first; fi
   # A symlinked pg_wal (CNPG walStorage) becomes a real directory in the clone.
   if [ -L "$dst" ]; then rm -f "$dst"; fi
   mkdir -p "$dst/archive_status"
@@ -317,6 +318,7 @@ pgr_psql_failure() { # psql's exit status
   if [ -z "$err" ] && [ "$1" -gt 128 ]; then
     err="psql was killed by signal $(($1 - 128)); the server aborts the backup and drops the temporary slot"
   fi
+  err=\${err#psql: }
   pgr_fail "psql: \${err:-exited with status $1 without a message}"
 }
 

@@ -1,0 +1,87 @@
+import { spawn } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parsePopulatorFailure, parsePopulatorResult, type PopulatorResult } from '../src/controller/populator/result.js';
+import { populatorEnv, renderPopulatorScript, type PopulatorOptions } from '../src/controller/populator/script.js';
+import { PG_BIN } from './postgres.js';
+import type { OsUser } from './run-as.js';
+
+export interface PopulatorRun {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  /** Wall time seen by the caller. */
+  ms: number;
+  result?: PopulatorResult;
+  reason?: string;
+}
+
+export interface PopulatorProcess {
+  pid: number;
+  done: Promise<PopulatorRun>;
+}
+
+export interface RunPopulatorOptions {
+  /** Run as this user (as the local backend does: the source's owner); default: this process's user. */
+  user?: OsUser;
+  /** Directories put before PostgreSQL's bin directory on PATH (test hooks). */
+  pathPrefix?: string[];
+  env?: Record<string, string>;
+  timeoutMs?: number;
+  /** Where the script file is written (readable by every user); default: a new directory in the system temp dir. */
+  scriptDir?: string;
+}
+
+/** Writes the rendered script to a file every user can read. */
+async function writeScript(dir?: string): Promise<string> {
+  dir ??= await mkdtemp(join(tmpdir(), 'pgr-populator-'));
+  await mkdir(dir, { recursive: true, mode: 0o755 });
+  await chmod(dir, 0o755);
+  const file = join(dir, 'populate.sh');
+  await writeFile(file, renderPopulatorScript(), { mode: 0o644 });
+  return file;
+}
+
+/** Starts `bash populate.sh` as a child process with the populator's environment (and nothing else of ours). */
+export async function startPopulator(opts: PopulatorOptions, run: RunPopulatorOptions = {}): Promise<PopulatorProcess> {
+  const file = await writeScript(run.scriptDir);
+  const started = Date.now();
+  const child = spawn('bash', [file], {
+    cwd: '/',
+    uid: run.user?.uid,
+    gid: run.user?.gid,
+    env: {
+      PATH: [...(run.pathPrefix ?? []), PG_BIN, '/usr/local/bin', '/usr/bin', '/bin', '/usr/sbin', '/sbin'].join(':'),
+      LANG: 'C',
+      ...populatorEnv(opts),
+      ...run.env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const timer = setTimeout(() => child.kill('SIGKILL'), run.timeoutMs ?? 300_000);
+  const done = new Promise<PopulatorRun>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      const outcome: PopulatorRun = { code, signal, stdout, stderr, ms: Date.now() - started };
+      try {
+        if (code === 0) outcome.result = parsePopulatorResult(stdout);
+        else outcome.reason = parsePopulatorFailure(stderr);
+      } catch (err) {
+        outcome.reason = (err as Error).message;
+      }
+      resolve(outcome);
+    });
+  });
+  return { pid: child.pid ?? -1, done };
+}
+
+export async function runPopulator(opts: PopulatorOptions, run: RunPopulatorOptions = {}): Promise<PopulatorRun> {
+  return (await startPopulator(opts, run)).done;
+}
