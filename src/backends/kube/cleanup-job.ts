@@ -3,7 +3,7 @@ import { ANN_AFTER_FAILURE, ANN_VOLUME_ID, LABEL_MANAGED_BY, LABEL_ROLE, LABEL_V
 import { cleanupJobName, volumeKey } from './names.js';
 
 // The node-side cleanup Job as data: `pg-reflinker cleanup` (src/cleanup.ts) in the driver's
-// own image, on the volume's node, in the driver's namespace. It sees the prefix at the same
+// own image (its ENTRYPOINT is the program, so the Job passes only args), on the volume's node, in the driver's namespace. It sees the prefix at the same
 // path as on the host, so the command's own checks (id syntax, no symlink out of the prefix)
 // apply to the real layout.
 
@@ -61,7 +61,8 @@ export function cleanupJob(input: CleanupJobInput): V1Job {
             {
               name: CLEANUP_CONTAINER,
               image: input.image,
-              command: ['pg-reflinker', 'cleanup', '--root', prefix, '--volume-id', input.volumeId],
+              // The image's ENTRYPOINT is the pg-reflinker program (node dist/src/main.js).
+              args: ['cleanup', '--root', prefix, '--volume-id', input.volumeId],
               volumeMounts: [{ name: 'prefix', mountPath: prefix }],
               // Root, to remove files of any owner (PGDATA is 0700 uid 26); no other privilege.
               securityContext: {

@@ -68,15 +68,16 @@ export interface PopulateJobInput {
 /**
  * Runs the populator script and leaves its verdict where the controller reads it: the JSON
  * result line (success) or the `pg-reflinker populate:` line (failure) in the termination
- * message. stderr is streamed to the log as it comes.
+ * message. The script keeps its own log in its work directory and writes only that one line
+ * to stderr, so nothing is lost by passing stderr on at the end.
  */
 export const POPULATE_WRAPPER = String.raw`set -u
-out=/tmp/pgr-populate.out
-err=/tmp/pgr-populate.err
+out=${'$'}{TMPDIR:-/tmp}/pgr-populate.out
+err=${'$'}{TMPDIR:-/tmp}/pgr-populate.err
 term=${'$'}{PGR_TERMINATION_LOG:-/dev/termination-log}
-bash -c "$PGR_POPULATOR_SCRIPT" >"$out" 2> >(tee "$err" >&2)
+bash -c "$PGR_POPULATOR_SCRIPT" >"$out" 2>"$err"
 rc=$?
-wait $! 2>/dev/null
+cat "$err" >&2
 cat "$out"
 if [ "$rc" -eq 0 ]; then
   grep '^{' "$out" | tail -n 1 >"$term"

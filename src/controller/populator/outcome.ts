@@ -30,7 +30,7 @@ export function cloneContext(spec: VolumeSpec & { source: SourceVolume }, mode: 
 
 /** Failures the user must fix on their side are FAILED_PRECONDITION; the rest are INTERNAL. */
 export function failureStatus(reason: string): 'FAILED_PRECONDITION' | 'INTERNAL' {
-  return /permission denied|GRANT|reflink|not supported|no such role|authentication|certificate|does not exist/i.test(reason)
+  return /permission denied|GRANT EXECUTE|reflink copy not possible|not supported|role .* does not exist|authentication failed|certificate/i.test(reason)
     ? 'FAILED_PRECONDITION'
     : 'INTERNAL';
 }

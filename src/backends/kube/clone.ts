@@ -1,0 +1,231 @@
+import { status } from '@grpc/grpc-js';
+import type { V1Job } from '@kubernetes/client-node';
+import type { CloneState, SourceVolume, VolumeSpec } from '../../controller/backend.js';
+import { cloneContext, failureStatus } from '../../controller/populator/outcome.js';
+import { parsePopulatorFailure, parsePopulatorResult, type PopulatorResult } from '../../controller/populator/result.js';
+import { FAILURE_PREFIX } from '../../controller/populator/script.js';
+import { CsiError, failedPrecondition, internal } from '../../csi/errors.js';
+import type { Logger } from '../../log.js';
+import type { Metrics } from '../../metrics.js';
+import type { VolumeRef } from '../../volume/id.js';
+import { cleanupJob } from './cleanup-job.js';
+import { apiMessage, kubeCall, mergePatch, type KubeClient } from './client.js';
+import { ANN_AFTER_FAILURE, ANN_CLUSTER, ANN_MODE, ANN_RESULT, ANN_VOLUME_ID, PARAM_PVC_NAME, PARAM_PVC_NAMESPACE } from './constants.js';
+import { planCopy, type CopyPlan } from './copy-plan.js';
+import type { EventRecorder } from './events.js';
+import { Jobs, isFinished, jobAgeSeconds, jobPhase, podVerdict } from './jobs.js';
+import { cleanupJobName, populateJobName } from './names.js';
+import { POPULATE_CONTAINER, populateJob } from './populate-job.js';
+import type { KubeSettings } from './settings.js';
+import { describeSource, isKubeSource, type KubeSourceVolume } from './source.js';
+import { contextOfPv, handleOf, pvByName } from './volumes.js';
+
+// CreateVolume for clones: one populator Job per volume, found again by name on every call
+// and by every controller instance. The Job (and its annotations) is the state; nothing that
+// matters lives only in this process.
+
+export interface CloneDeps {
+  client: KubeClient;
+  jobs: Jobs;
+  events: EventRecorder;
+  log: Logger;
+  metrics: Metrics;
+  settings: KubeSettings;
+}
+
+type CloneSpec = VolumeSpec & { source: SourceVolume };
+
+/** The clone's PVC, from the sidecar's --extra-create-metadata parameters. */
+export function clonePvcOf(parameters: Record<string, string>): { namespace: string; name: string } | undefined {
+  const namespace = parameters[PARAM_PVC_NAMESPACE];
+  const name = parameters[PARAM_PVC_NAME];
+  return namespace && name ? { namespace, name } : undefined;
+}
+
+const annotation = (job: V1Job, key: string) => job.metadata?.annotations?.[key];
+
+export class Cloner {
+  constructor(private readonly d: CloneDeps) {}
+
+  async ensure(spec: CloneSpec): Promise<CloneState> {
+    return kubeCall(`populating volume ${spec.name}`, async () => {
+      // Provisioned already: the sidecar made the PV from our earlier answer.
+      const pv = await pvByName(this.d.client, spec.name);
+      if (pv && handleOf(pv) === spec.ref.volumeId) return { phase: 'ready', context: contextOfPv(pv) };
+
+      const source = isKubeSource(spec.source) ? spec.source : await describeSource(this.d.client, this.d.settings.namespacePath, spec.source.ref);
+      const clonePvc = clonePvcOf(spec.parameters);
+      const placeholder = source.kube.placeholder;
+      if (placeholder && clonePvc && clonePvc.namespace !== placeholder.namespace) {
+        throw new CsiError(status.PERMISSION_DENIED, `placeholder ${placeholder.namespace}/${placeholder.name} can only stand in for clones in namespace ${placeholder.namespace}, not ${clonePvc.namespace}`);
+      }
+      const namespace = source.kube.namespace;
+      const name = populateJobName(spec.ref.dir);
+      let job = await this.d.jobs.get(namespace, name);
+      if (job && annotation(job, ANN_VOLUME_ID) !== spec.ref.volumeId) {
+        throw failedPrecondition(`populator Job ${namespace}/${name} belongs to volume ${annotation(job, ANN_VOLUME_ID)}, not ${spec.ref.volumeId}`);
+      }
+      if (!job) {
+        const waiting = await this.cleanupPending(spec.ref);
+        if (waiting) return { phase: 'running', message: waiting };
+        const plan = await planCopy(this.d.client, source, spec.parameters);
+        if (plan.kind === 'wait') return { phase: 'running', message: plan.message };
+        const made = await this.d.jobs.createOrAdopt(this.manifest(spec, source, plan, clonePvc));
+        job = made.job;
+        if (made.created) {
+          await this.d.events.onPvc(clonePvc, {
+            type: 'Normal',
+            reason: 'Populating',
+            instance: job.metadata!.uid!,
+            message: `populating from ${source.description} on node ${spec.ref.node} (${describePlan(plan)}) with Job ${namespace}/${name}`,
+          });
+        }
+      }
+      const seen = await this.d.jobs.waitFor(namespace, name, isFinished, this.d.settings.cloneWaitMs);
+      if (!seen) return { phase: 'running', message: `populator Job ${namespace}/${name} was deleted; it will be started again` };
+      switch (jobPhase(seen)) {
+        case 'running':
+          return { phase: 'running', message: await this.progress(seen) };
+        case 'succeeded':
+          return { phase: 'ready', context: cloneContext(spec, modeOf(seen), await this.succeeded(seen, spec, source, clonePvc)) };
+        case 'failed':
+          throw await this.failed(seen, spec, source, clonePvc);
+      }
+    });
+  }
+
+  private manifest(spec: CloneSpec, source: KubeSourceVolume, plan: Exclude<CopyPlan, { kind: 'wait' }>, clonePvc?: { namespace: string; name: string }): V1Job {
+    const s = this.d.settings;
+    return populateJob({
+      volume: { name: spec.name, dir: spec.ref.dir, volumeId: spec.ref.volumeId, capacityBytes: spec.capacityBytes },
+      source: { volumeId: source.ref.volumeId, namespace: source.kube.namespace, pvc: source.kube.pvc, node: spec.ref.node },
+      copy:
+        plan.kind === 'online'
+          ? {
+              mode: 'online',
+              image: plan.cluster.image,
+              clusterName: plan.cluster.name,
+              podIP: plan.pod.ip,
+              caSecret: plan.cluster.caSecret,
+              replicationSecret: plan.cluster.replicationSecret,
+              walPvc: plan.cluster.walStorage ? `${plan.pod.instance}-wal` : undefined,
+            }
+          : { mode: 'plain', image: s.driverImage, clusterName: plan.clusterName },
+      uid: plan.kind === 'online' ? plan.cluster.uid : plan.uid,
+      gid: plan.kind === 'online' ? plan.cluster.gid : plan.gid,
+      clonePvc,
+      hostPathPrefix: s.hostPathPrefix,
+      serviceAccountName: s.jobServiceAccount,
+      ttlSecondsAfterFinished: s.populateTtlSeconds,
+      activeDeadlineSeconds: s.populateDeadlineSeconds,
+    });
+  }
+
+  /** A cleanup of an earlier failed attempt must finish before a new population writes to the same directory. */
+  private async cleanupPending(ref: VolumeRef): Promise<string | undefined> {
+    const namespace = this.d.settings.driverNamespace;
+    const job = await this.d.jobs.get(namespace, cleanupJobName(ref.dir));
+    if (!job) return undefined;
+    if (jobPhase(job) === 'running') {
+      const after = annotation(job, ANN_AFTER_FAILURE);
+      const verdict = podVerdict(await this.d.jobs.pods(job), 'cleanup');
+      return `cleaning up after ${after ? `a failed attempt (${after})` : 'an earlier deletion'}: Job ${namespace}/${job.metadata?.name} ${verdict.state}`;
+    }
+    // Finished (a failed cleanup leaves nothing the populator cannot handle: it never overwrites).
+    await this.d.jobs.delete(job);
+    return undefined;
+  }
+
+  private async progress(job: V1Job): Promise<string> {
+    const verdict = podVerdict(await this.d.jobs.pods(job), POPULATE_CONTAINER);
+    const age = jobAgeSeconds(job);
+    // A Job that cannot make its pod (missing service account, quota, admission) says so only in its Events.
+    const hint = verdict.state === 'no pod yet' && age > 30 ? ` (see kubectl -n ${job.metadata?.namespace} describe job ${job.metadata?.name})` : '';
+    return `populator Job ${job.metadata?.namespace}/${job.metadata?.name} on node ${job.spec?.template.spec?.nodeName}: ${verdict.state}${hint}, ${age} s`;
+  }
+
+  private async succeeded(job: V1Job, spec: CloneSpec, source: KubeSourceVolume, clonePvc?: { namespace: string; name: string }): Promise<PopulatorResult> {
+    const recorded = annotation(job, ANN_RESULT);
+    if (recorded) {
+      try {
+        return parsePopulatorResult(recorded);
+      } catch {
+        return JSON.parse(recorded) as PopulatorResult; // a degraded result we recorded ourselves
+      }
+    }
+    const verdict = podVerdict(await this.d.jobs.pods(job), POPULATE_CONTAINER);
+    let result: PopulatorResult;
+    try {
+      result = parsePopulatorResult(verdict.message ?? '');
+    } catch (err) {
+      // The pod is gone or said nothing usable; the copy itself succeeded (the Job says so).
+      this.d.log.warn('populator result unreadable', { job: job.metadata?.name, error: (err as Error).message });
+      result = unknownResult(spec.name, modeOf(job), jobAgeSeconds(job));
+    }
+    // Recorded on the Job, so later calls (and a restarted controller) answer the same without the pod.
+    await this.d.client.batch
+      .patchNamespacedJob({ namespace: job.metadata!.namespace!, name: job.metadata!.name!, body: { metadata: { annotations: { [ANN_RESULT]: JSON.stringify(result) } } } }, mergePatch)
+      .catch((err: unknown) => this.d.log.warn('could not record the populator result on its Job', { job: job.metadata?.name, error: apiMessage(err) }));
+    const m = this.d.metrics;
+    m.clonesTotal.inc({ result: 'succeeded', mode: result.mode });
+    m.cloneSeconds.observe(result.seconds);
+    m.clonedBytes.inc(result.bytes);
+    const lsns = result.mode === 'online' ? `, backup from ${result.backupFrom}, LSN ${result.startLsn} to ${result.stopLsn} on timeline ${result.timeline}` : ', plain copy';
+    await this.d.events.onPvc(clonePvc, {
+      type: 'Normal',
+      reason: 'Populated',
+      instance: job.metadata!.uid!,
+      message: `populated from ${source.description}${annotation(job, ANN_CLUSTER) ? ` (cluster ${annotation(job, ANN_CLUSTER)})` : ''} on node ${spec.ref.node} in ${result.seconds.toFixed(1)} s${lsns}; ${result.files} files, ${result.bytes} bytes shared by reflink`,
+    });
+    this.d.log.info('clone populated', { volume: spec.name, source: source.description, mode: result.mode, seconds: result.seconds });
+    return result;
+  }
+
+  /**
+   * A failed Job: its reason becomes the error (and a Warning Event), the partial destination is
+   * cleaned on the node, and the Job goes, so the next call starts clean.
+   */
+  private async failed(job: V1Job, spec: CloneSpec, source: KubeSourceVolume, clonePvc?: { namespace: string; name: string }): Promise<Error> {
+    const verdict = podVerdict(await this.d.jobs.pods(job), POPULATE_CONTAINER);
+    const condition = job.status?.conditions?.find((c) => c.type === 'Failed');
+    const jobSays = [condition?.reason, condition?.message].filter(Boolean).join(': ');
+    const reason = verdict.message?.startsWith(FAILURE_PREFIX.trim())
+      ? parsePopulatorFailure(verdict.message)
+      : [verdict.problem ?? verdict.message, jobSays].filter(Boolean).join('; ') || 'the populator Job failed without a message';
+    const current = await this.d.jobs.get(job.metadata!.namespace!, job.metadata!.name!);
+    if (current?.metadata?.uid === job.metadata?.uid) {
+      const s = this.d.settings;
+      await this.d.jobs.createOrAdopt(
+        cleanupJob({
+          volumeId: spec.ref.volumeId,
+          node: spec.ref.node,
+          dir: spec.ref.dir,
+          namespace: s.driverNamespace,
+          image: s.driverImage,
+          hostPathPrefix: s.hostPathPrefix,
+          serviceAccountName: s.jobServiceAccount,
+          ttlSecondsAfterFinished: s.cleanupTtlSeconds,
+          activeDeadlineSeconds: s.cleanupDeadlineSeconds,
+          afterFailure: reason,
+        }),
+      );
+      await this.d.events.onPvc(clonePvc, { type: 'Warning', reason: 'PopulateFailed', instance: job.metadata!.uid!, message: `populating from ${source.description} failed: ${reason}` });
+      this.d.metrics.clonesTotal.inc({ result: 'failed', mode: modeOf(job) });
+      this.d.log.warn('clone population failed', { volume: spec.name, source: source.description, reason });
+      await this.d.jobs.delete(job);
+    }
+    const message = `populating ${spec.name} from ${source.description} failed: ${reason}`;
+    return failureStatus(reason) === 'FAILED_PRECONDITION' ? failedPrecondition(message) : internal(message);
+  }
+}
+
+const modeOf = (job: V1Job): 'online' | 'plain' => (annotation(job, ANN_MODE) === 'plain' ? 'plain' : 'online');
+
+function describePlan(plan: Exclude<CopyPlan, { kind: 'wait' }>): string {
+  if (plan.kind === 'online') return `online backup of ${plan.pod.role} instance ${plan.pod.name} of cluster ${plan.cluster.name}`;
+  return plan.why === 'unused' ? 'plain copy: no pod uses the source' : 'crash-consistent plain copy (allowed by the StorageClass)';
+}
+
+function unknownResult(label: string, mode: 'online' | 'plain', seconds: number): PopulatorResult {
+  return { mode, label, startLsn: null, stopLsn: null, timeline: null, backupFrom: null, files: 0, bytes: 0, seconds, checkpointSeconds: 0, copySeconds: 0, walSeconds: 0 };
+}

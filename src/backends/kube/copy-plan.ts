@@ -1,0 +1,104 @@
+import type { V1Pod } from '@kubernetes/client-node';
+import { failedPrecondition } from '../../csi/errors.js';
+import type { KubeClient } from './client.js';
+import { readCluster, type ClusterInfo } from './cnpg.js';
+import {
+  CNPG_DEFAULT_UID,
+  CNPG_LABEL_CLUSTER,
+  CNPG_LABEL_INSTANCE,
+  CNPG_LABEL_INSTANCE_ROLE,
+  CNPG_LABEL_JOB_ROLE,
+  CNPG_LABEL_PVC_ROLE,
+  CNPG_LABEL_ROLE_LEGACY,
+  LABEL_MANAGED_BY,
+  MANAGED_BY,
+  PARAM_ALLOW_CRASH_CONSISTENT,
+} from './constants.js';
+import type { KubeSourceVolume } from './source.js';
+
+// Clone source resolution, second half: who uses the source PVC decides how it is copied.
+//   a running CloudNativePG instance → online (backup bracket over TLS as streaming_replica)
+//   nobody                          → plain reflink copy (nothing is writing)
+//   anything else                   → refused, unless the StorageClass allows crash-consistent copies
+
+export interface SourcePod {
+  name: string;
+  ip: string;
+  node: string;
+  instance: string;
+  role: string;
+}
+
+export type CopyPlan =
+  | { kind: 'online'; cluster: ClusterInfo & { image: string }; pod: SourcePod }
+  | { kind: 'plain'; why: 'unused' | 'crash-consistent'; uid: number; gid: number; clusterName?: string }
+  /** Something transient (an instance restarting, a CNPG job running): ask again later. */
+  | { kind: 'wait'; message: string };
+
+const isActive = (pod: V1Pod) => pod.status?.phase !== 'Succeeded' && pod.status?.phase !== 'Failed';
+const mounts = (pod: V1Pod, claim: string) => (pod.spec?.volumes ?? []).some((v) => v.persistentVolumeClaim?.claimName === claim);
+const isReady = (pod: V1Pod) => pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+const label = (pod: V1Pod, key: string) => pod.metadata?.labels?.[key];
+
+/** Pods (other than our own populators) that have the source PVC mounted or are about to. */
+export async function sourceUsers(client: KubeClient, source: KubeSourceVolume): Promise<V1Pod[]> {
+  const pods = await client.core.listNamespacedPod({ namespace: source.kube.namespace });
+  return pods.items.filter((p) => isActive(p) && mounts(p, source.kube.pvc) && label(p, LABEL_MANAGED_BY) !== MANAGED_BY);
+}
+
+export async function planCopy(client: KubeClient, source: KubeSourceVolume, parameters: Record<string, string>): Promise<CopyPlan> {
+  const what = `source PVC ${source.description}`;
+  const users = await sourceUsers(client, source);
+  const names = (pods: V1Pod[]) => pods.map((p) => p.metadata?.name).join(', ');
+
+  if (users.length === 0) return plain(client, source, 'unused');
+  const foreign = users.filter((p) => !label(p, CNPG_LABEL_CLUSTER));
+  if (foreign.length > 0) {
+    if (parameters[PARAM_ALLOW_CRASH_CONSISTENT] === 'true') return plain(client, source, 'crash-consistent');
+    throw failedPrecondition(
+      `${what} is in use by pod(s) ${names(foreign)}, which are not CloudNativePG instances: a copy could only be crash-consistent. ` +
+        `Stop them first, or clone with a StorageClass that sets ${PARAM_ALLOW_CRASH_CONSISTENT}: "true"`,
+    );
+  }
+  const jobs = users.filter((p) => label(p, CNPG_LABEL_JOB_ROLE));
+  if (jobs.length > 0) {
+    return { kind: 'wait', message: `CloudNativePG job pod(s) ${names(jobs)} (${label(jobs[0]!, CNPG_LABEL_JOB_ROLE)}) use ${what}; waiting for them to finish` };
+  }
+  const pvcRole = source.kube.pvcLabels[CNPG_LABEL_PVC_ROLE];
+  if (pvcRole && pvcRole !== 'PG_DATA') {
+    throw failedPrecondition(`${what} is a CloudNativePG ${pvcRole} volume; only PG_DATA volumes of a running instance can be cloned online`);
+  }
+  const ready = users.filter((p) => p.status?.phase === 'Running' && p.status.podIP && !p.metadata?.deletionTimestamp && isReady(p));
+  const pod = ready[0];
+  if (!pod) {
+    const p = users[0]!;
+    return { kind: 'wait', message: `instance pod ${p.metadata?.name} that uses ${what} is ${p.metadata?.deletionTimestamp ? 'terminating' : `${p.status?.phase ?? 'Pending'} and not Ready`}; waiting for it` };
+  }
+  if (pod.spec?.nodeName !== source.ref.node) {
+    throw failedPrecondition(`${what} lives on node ${source.ref.node}, but its instance pod ${pod.metadata?.name} runs on node ${pod.spec?.nodeName}`);
+  }
+  const clusterName = label(pod, CNPG_LABEL_CLUSTER)!;
+  const cluster = await readCluster(client, source.kube.namespace, clusterName);
+  if (!cluster) {
+    throw failedPrecondition(`pod ${pod.metadata?.name} belongs to CloudNativePG cluster ${clusterName}, but no Cluster ${source.kube.namespace}/${clusterName} (postgresql.cnpg.io/v1) exists`);
+  }
+  if (!cluster.image) throw failedPrecondition(`Cluster ${source.kube.namespace}/${clusterName} names no PostgreSQL image (status.image, spec.imageName)`);
+  return {
+    kind: 'online',
+    cluster: { ...cluster, image: cluster.image },
+    pod: {
+      name: pod.metadata!.name!,
+      ip: pod.status!.podIP!,
+      node: pod.spec!.nodeName!,
+      instance: label(pod, CNPG_LABEL_INSTANCE) ?? pod.metadata!.name!,
+      role: label(pod, CNPG_LABEL_INSTANCE_ROLE) ?? label(pod, CNPG_LABEL_ROLE_LEGACY) ?? 'unknown',
+    },
+  };
+}
+
+/** A plain copy keeps every file's owner; the volume's top directory goes to the Cluster's postgres uid when the PVC names one. */
+async function plain(client: KubeClient, source: KubeSourceVolume, why: 'unused' | 'crash-consistent'): Promise<CopyPlan> {
+  const clusterName = source.kube.pvcLabels[CNPG_LABEL_CLUSTER];
+  const cluster = clusterName ? await readCluster(client, source.kube.namespace, clusterName) : undefined;
+  return { kind: 'plain', why, uid: cluster?.uid ?? CNPG_DEFAULT_UID, gid: cluster?.gid ?? CNPG_DEFAULT_UID, clusterName: cluster?.name };
+}

@@ -1,0 +1,201 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, test } from '@jest/globals';
+import { cleanupJob } from '../../src/backends/kube/cleanup-job.js';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { POPULATE_WRAPPER, populateJob, type PopulateJobInput } from '../../src/backends/kube/populate-job.js';
+import { failureStatus } from '../../src/controller/populator/outcome.js';
+import { parsePopulatorFailure } from '../../src/controller/populator/result.js';
+
+// The Job manifests as data, and the populator wrapper run for real with bash.
+
+const base: PopulateJobInput = {
+  volume: { name: 'pvc-0b7e1d2c-3f4a-4b5c-8d9e-0f1a2b3c4d5e', dir: 'pvc-0b7e1d2c-3f4a-4b5c-8d9e-0f1a2b3c4d5e', volumeId: 'node-a/pvc-0b7e1d2c-3f4a-4b5c-8d9e-0f1a2b3c4d5e', capacityBytes: 10737418240 },
+  source: { volumeId: 'node-a/pvc-src', namespace: 'db', pvc: 'pg-1', node: 'node-a' },
+  copy: { mode: 'online', image: 'ghcr.io/cloudnative-pg/postgresql:16.4', clusterName: 'pg', podIP: '10.0.1.12', caSecret: 'pg-ca', replicationSecret: 'pg-replication' },
+  uid: 26,
+  gid: 26,
+  clonePvc: { namespace: 'db', name: 'clone' },
+  hostPathPrefix: '/var/lib/pg-reflinker/',
+  serviceAccountName: 'pg-reflinker-jobs',
+  ttlSecondsAfterFinished: 3600,
+  activeDeadlineSeconds: 21600,
+};
+
+const envOf = (c: { env?: Array<{ name: string; value?: string }> }) => Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value]));
+
+describe('populator Job manifest', () => {
+  test('online: pinned, read-only source, hostPath destination, TLS secrets 0600, root init, postgres uid main', () => {
+    const job = populateJob(base);
+    expect(job.metadata?.name).toBe('pgr-populate-pvc-0b7e1d2c-3f4a-4b5c-8d9e-0f1a2b3c4d5e');
+    expect(job.metadata!.name!.length).toBeLessThanOrEqual(63);
+    expect(job.metadata?.namespace).toBe('db');
+    expect(job.metadata?.labels).toEqual({ 'app.kubernetes.io/managed-by': 'pg-reflinker.csi', 'pg-reflinker.csi/role': 'populate', 'pg-reflinker.csi/volume': base.volume.dir });
+    expect(job.metadata?.annotations).toMatchObject({
+      'pg-reflinker.csi/volume-name': base.volume.name,
+      'pg-reflinker.csi/volume-id': base.volume.volumeId,
+      'pg-reflinker.csi/source-volume-id': 'node-a/pvc-src',
+      'pg-reflinker.csi/source-pvc': 'db/pg-1',
+      'pg-reflinker.csi/capacity-bytes': '10737418240',
+      'pg-reflinker.csi/mode': 'online',
+      'pg-reflinker.csi/cluster': 'pg',
+      'pg-reflinker.csi/clone-pvc': 'db/clone',
+    });
+    const spec = job.spec!;
+    expect(spec).toMatchObject({ backoffLimit: 0, ttlSecondsAfterFinished: 3600, activeDeadlineSeconds: 21600 });
+    const pod = spec.template.spec!;
+    expect(pod.nodeName).toBe('node-a');
+    expect(pod.restartPolicy).toBe('Never');
+    expect(pod.automountServiceAccountToken).toBe(false);
+    expect(pod.securityContext).toMatchObject({ fsGroup: 26 });
+    const volumes = Object.fromEntries(pod.volumes!.map((v) => [v.name, v]));
+    expect(volumes.source?.persistentVolumeClaim).toEqual({ claimName: 'pg-1', readOnly: true });
+    expect(volumes.destination?.hostPath).toEqual({ path: `/var/lib/pg-reflinker/${base.volume.dir}`, type: 'DirectoryOrCreate' });
+    expect(volumes.tls?.projected?.defaultMode).toBe(0o600);
+    expect(volumes.tls?.projected?.sources).toEqual([
+      { secret: { name: 'pg-ca', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
+      { secret: { name: 'pg-replication', items: [{ key: 'tls.crt', path: 'tls.crt' }, { key: 'tls.key', path: 'tls.key' }] } },
+    ]);
+    const [init] = pod.initContainers!;
+    expect(init!.securityContext).toMatchObject({ runAsUser: 0, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'], add: ['CHOWN', 'FOWNER'] } });
+    expect(init!.image).toBe(base.copy.image);
+    expect(envOf(init!)).toMatchObject({ PGR_UID: '26', PGR_GID: '26' });
+    const [main] = pod.containers;
+    expect(main!.image).toBe('ghcr.io/cloudnative-pg/postgresql:16.4');
+    expect(main!.command).toEqual(['bash', '-c', POPULATE_WRAPPER]);
+    expect(main!.securityContext).toMatchObject({ runAsUser: 26, runAsGroup: 26, runAsNonRoot: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+    expect(main!.terminationMessagePolicy).toBe('FallbackToLogsOnError');
+    expect(main!.resources?.requests).toBeDefined();
+    const mounts = Object.fromEntries(main!.volumeMounts!.map((m) => [m.name, m]));
+    expect(mounts.source).toEqual({ name: 'source', mountPath: '/var/lib/postgresql/data', readOnly: true });
+    expect(mounts.tls?.readOnly).toBe(true);
+    const env = envOf(main!);
+    expect(env).toMatchObject({ PGR_MODE: 'online', PGR_SOURCE_PGDATA: '/var/lib/postgresql/data/pgdata', PGR_VOLUME_DIR: '/pg-reflinker/volume', PGR_LABEL: base.volume.name, PGR_UID: '26' });
+    expect(env.PGR_CONNINFO).toBe(
+      'host=pg-rw.db.svc hostaddr=10.0.1.12 port=5432 dbname=postgres user=streaming_replica sslmode=verify-full sslrootcert=/pg-reflinker/tls/ca.crt sslcert=/pg-reflinker/tls/tls.crt sslkey=/pg-reflinker/tls/tls.key',
+    );
+    expect(env.PGR_POPULATOR_SCRIPT).toContain('pg-reflinker populator');
+  });
+
+  test('online with walStorage mounts the instance WAL PVC read-only', () => {
+    const job = populateJob({ ...base, copy: { ...base.copy, walPvc: 'pg-1-wal' } as PopulateJobInput['copy'] });
+    const pod = job.spec!.template.spec!;
+    expect(pod.volumes!.find((v) => v.name === 'wal')?.persistentVolumeClaim).toEqual({ claimName: 'pg-1-wal', readOnly: true });
+    expect(pod.containers[0]!.volumeMounts!.find((m) => m.name === 'wal')).toEqual({ name: 'wal', mountPath: '/var/lib/postgresql/wal', readOnly: true });
+  });
+
+  test('plain: driver image, root with file capabilities, no secrets, whole volume copied', () => {
+    const job = populateJob({ ...base, copy: { mode: 'plain', image: 'registry.example/pg-reflinker:1' } });
+    const pod = job.spec!.template.spec!;
+    expect(pod.volumes!.map((v) => v.name)).not.toContain('tls');
+    expect(pod.securityContext?.fsGroup).toBeUndefined();
+    const main = pod.containers[0]!;
+    expect(main.image).toBe('registry.example/pg-reflinker:1');
+    expect(main.securityContext).toMatchObject({ runAsUser: 0, capabilities: { drop: ['ALL'], add: expect.arrayContaining(['DAC_READ_SEARCH', 'CHOWN']) } });
+    expect(envOf(main)).toMatchObject({ PGR_MODE: 'plain', PGR_SOURCE_DIR: '/var/lib/postgresql/data' });
+    expect(envOf(main).PGR_CONNINFO).toBeUndefined();
+    expect(job.metadata?.annotations?.['pg-reflinker.csi/mode']).toBe('plain');
+  });
+
+  test('names stay valid for any directory', () => {
+    const job = populateJob({ ...base, volume: { ...base.volume, dir: 'Some_Dir.' } });
+    expect(job.metadata?.name).toMatch(/^pgr-populate-h-[0-9a-f]{32}$/);
+    expect(job.metadata?.labels?.['pg-reflinker.csi/volume']).toMatch(/^h-[0-9a-f]{32}$/);
+  });
+});
+
+describe('cleanup Job manifest', () => {
+  test('driver image, pg-reflinker cleanup, prefix at the same path, root, pinned, in the driver namespace', () => {
+    const job = cleanupJob({
+      volumeId: 'node-b/pvc-x',
+      node: 'node-b',
+      dir: 'pvc-x',
+      namespace: 'pg-reflinker',
+      image: 'registry.example/pg-reflinker:1',
+      hostPathPrefix: '/var/lib/pg-reflinker',
+      serviceAccountName: 'jobs',
+      ttlSecondsAfterFinished: 3600,
+      activeDeadlineSeconds: 600,
+    });
+    expect(job.metadata).toMatchObject({ name: 'pgr-cleanup-pvc-x', namespace: 'pg-reflinker', annotations: { 'pg-reflinker.csi/volume-id': 'node-b/pvc-x' } });
+    expect(job.spec).toMatchObject({ backoffLimit: 0, ttlSecondsAfterFinished: 3600, activeDeadlineSeconds: 600 });
+    const pod = job.spec!.template.spec!;
+    expect(pod.nodeName).toBe('node-b');
+    expect(pod.volumes).toEqual([{ name: 'prefix', hostPath: { path: '/var/lib/pg-reflinker', type: 'Directory' } }]);
+    const c = pod.containers[0]!;
+    expect(c.command).toBeUndefined();
+    expect(c.args).toEqual(['cleanup', '--root', '/var/lib/pg-reflinker', '--volume-id', 'node-b/pvc-x']);
+    expect(c.volumeMounts).toEqual([{ name: 'prefix', mountPath: '/var/lib/pg-reflinker' }]);
+    expect(c.securityContext).toMatchObject({ runAsUser: 0, allowPrivilegeEscalation: false });
+  });
+});
+
+describe('populator wrapper (bash)', () => {
+  const run = (script: string, extraEnv: Record<string, string> = {}) => {
+    const dir = mkdtempSync(join(tmpdir(), 'pgr-wrap-'));
+    const term = join(dir, 'termination-log');
+    const r = spawnSync('bash', ['-c', POPULATE_WRAPPER], {
+      env: { PATH: process.env.PATH, TMPDIR: dir, PGR_TERMINATION_LOG: term, PGR_POPULATOR_SCRIPT: script, ...extraEnv },
+      encoding: 'utf8',
+    });
+    const message = (() => {
+      try {
+        return readFileSync(term, 'utf8');
+      } catch {
+        return undefined;
+      }
+    })();
+    rmSync(dir, { recursive: true, force: true });
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr, message };
+  };
+
+  test('success: the JSON line becomes the termination message', () => {
+    const r = run('echo progress >&2; echo \'{"mode":"plain","x":1}\'');
+    expect(r.status).toBe(0);
+    expect(r.message).toBe('{"mode":"plain","x":1}\n');
+    expect(r.stderr).toContain('progress');
+    expect(r.stdout).toContain('{"mode":"plain"');
+  });
+
+  test('failure: the populate line becomes the termination message, the exit status is kept', () => {
+    const r = run("echo noise >&2; echo 'pg-reflinker populate: permission denied: GRANT EXECUTE ...' >&2; exit 1");
+    expect(r.status).toBe(1);
+    expect(r.message).toBe('pg-reflinker populate: permission denied: GRANT EXECUTE ...\n');
+  });
+
+  test('failure without a populate line: the last stderr, prefixed', () => {
+    const r = run('echo "bash: psql: command not found" >&2; exit 127');
+    expect(r.status).toBe(127);
+    expect(r.message).toMatch(/^pg-reflinker populate: the populator exited with status 127: bash: psql: command not found/);
+  });
+
+  test('the real populator script, as the Job runs it: its verdict reaches the termination message', () => {
+    // The manifest's environment, with the pod paths moved into a temp dir. /tmp here is not a
+    // reflink filesystem (ext4), so the script must refuse before copying anything (or succeed
+    // where reflinks work): either way the controller gets one parsable line.
+    const job = populateJob({ ...base, copy: { mode: 'plain', image: 'x' } });
+    const env = envOf(job.spec!.template.spec!.containers[0]!) as Record<string, string>;
+    const root = mkdtempSync(join(tmpdir(), 'pgr-real-'));
+    mkdirSync(join(root, 'source/pgdata'), { recursive: true });
+    writeFileSync(join(root, 'source/pgdata/PG_VERSION'), '16\n');
+    mkdirSync(join(root, 'volume'));
+    mkdirSync(join(root, 'work'));
+    const r = run(env.PGR_POPULATOR_SCRIPT!, {
+      ...env,
+      PGR_SOURCE_DIR: join(root, 'source'),
+      PGR_VOLUME_DIR: join(root, 'volume'),
+      PGR_WORK_DIR: join(root, 'work'),
+      PGR_UID: String(process.getuid!()),
+      PGR_GID: String(process.getgid!()),
+    });
+    rmSync(root, { recursive: true, force: true });
+    if (r.status === 0) {
+      expect(JSON.parse(r.message!)).toMatchObject({ mode: 'plain', label: base.volume.name });
+    } else {
+      expect(r.message).toMatch(/^pg-reflinker populate: reflink copy not possible/);
+      expect(failureStatus(parsePopulatorFailure(r.message!))).toBe('FAILED_PRECONDITION');
+    }
+  });
+});
