@@ -21,7 +21,10 @@ export interface RunningDriver {
 }
 
 /** How the controller role gets its Kubernetes backend (kept out of here so standalone never loads it). */
-export type KubeBackendFactory = (config: Config, ctx: HandlerContext) => Promise<{ backend: VolumeBackend; readiness: Readiness }>;
+export type KubeBackendFactory = (
+  config: Config,
+  ctx: HandlerContext,
+) => Promise<{ backend: VolumeBackend; readiness: Readiness; stop?: () => void }>;
 
 /** Serves the CSI services of a role on its unix socket. */
 export async function startDriver(config: Config, log: Logger, kube?: KubeBackendFactory): Promise<RunningDriver> {
@@ -30,6 +33,7 @@ export async function startDriver(config: Config, log: Logger, kube?: KubeBacken
   const csi = loadCsi();
   const services: Parameters<typeof startServer>[1] = [];
   let readiness: Readiness;
+  let stopBackend: (() => void) | undefined;
 
   if (config.role === 'standalone' || config.role === 'node') {
     const root = await resolveRoot(config.root).catch((err: Error) => {
@@ -45,6 +49,7 @@ export async function startDriver(config: Config, log: Logger, kube?: KubeBacken
     if (!kube) throw new Error('the controller role needs the Kubernetes backend');
     const made = await kube(config, ctx);
     readiness = made.readiness;
+    stopBackend = made.stop;
     services.push([csi.Controller.service, wrapService('Controller', controllerService({ backend: made.backend }), ctx)]);
   } else {
     throw new Error(`role ${config.role} serves no CSI services`);
@@ -58,6 +63,7 @@ export async function startDriver(config: Config, log: Logger, kube?: KubeBacken
     csi: server,
     health,
     async stop() {
+      stopBackend?.();
       health?.close();
       await server.stop();
     },

@@ -59,7 +59,7 @@ export function createKubeBackendFactory(options: KubeFactoryOptions = {}): Kube
       driver_namespace: settings.driverNamespace,
       namespace_path: settings.namespacePath.join(','),
     });
-    return { backend, readiness: apiReadiness(client, settings.driverNamespace) };
+    return { backend, readiness: apiReadiness(client, settings.driverNamespace), stop: () => reconciler.stop() };
   };
 }
 
