@@ -4,7 +4,7 @@ import { CONTEXT_KIND } from '../../controller/backend.js';
 import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
 import type { VolumeRef } from '../../volume/id.js';
-import { pathKind, volumePath } from '../../volume/paths.js';
+import { volumePath } from '../../volume/paths.js';
 import { UnsafeRemoval, removeVolumeDir } from '../../volume/remove.js';
 import { LocalPopulator } from './populate.js';
 import { RecordStore } from './records.js';
@@ -87,6 +87,7 @@ export class LocalBackend implements VolumeBackend {
     try {
       outcome = await removeVolumeDir(this.opts.root, ref);
     } catch (err) {
+      this.opts.metrics.cleanupsTotal.inc({ result: 'failed' });
       if (err instanceof UnsafeRemoval) throw failedPrecondition(err.message);
       throw err;
     }
@@ -98,7 +99,6 @@ export class LocalBackend implements VolumeBackend {
   async volumeExists(ref: VolumeRef): Promise<boolean> {
     if (!this.isLocal(ref)) return false;
     const record = await this.records.get(ref.dir);
-    if (record) return record.volumeId === ref.volumeId;
-    return (await pathKind(volumePath(this.opts.root, ref))) === 'directory';
+    return record?.volumeId === ref.volumeId;
   }
 }
