@@ -1,3 +1,4 @@
+import { errorOf } from '../support/csi-client.js';
 import { afterEach, describe, expect, test } from '@jest/globals';
 import { status } from '@grpc/grpc-js';
 import type { FakeKubelet } from '../support/kube-apiserver-kubelet.js';
@@ -56,14 +57,6 @@ async function setup(opts: { cluster?: boolean; tuning?: Parameters<typeof start
   return { source, clone, ctl, request, jobName: `pgr-populate-${clone.name}` };
 }
 
-const rpcError = async (p: Promise<unknown>): Promise<RpcError> => {
-  try {
-    await p;
-  } catch (err) {
-    return err as RpcError;
-  }
-  throw new Error('the call succeeded');
-};
 
 const eventsOn = (pvcName: string) =>
   api
@@ -91,7 +84,7 @@ describe('CreateVolume clones with the Kubernetes backend', () => {
   test('success: one Job on the source node, ABORTED while it runs, then the volume with LSNs, Events on the PVC', async () => {
     const { source, clone, ctl, request, jobName } = await setup();
 
-    const first = await rpcError(ctl.call('CreateVolume', request));
+    const first = await errorOf(ctl.call('CreateVolume', request));
     expect(first.code).toBe(status.ABORTED);
     expect(first.details).toMatch(/being populated: populator Job db\/pgr-populate-pvc-.* on node node-a: no pod yet/);
     const job = api.get('jobs.batch', 'db', jobName)!;
@@ -100,7 +93,7 @@ describe('CreateVolume clones with the Kubernetes backend', () => {
     expect(((job.spec as { template: { spec: { containers: Array<{ image: string }> } } }).template.spec.containers[0]!.image)).toBe(PG_IMAGE);
 
     kubelet.start('db', jobName);
-    const running = await rpcError(ctl.call('CreateVolume', request));
+    const running = await errorOf(ctl.call('CreateVolume', request));
     expect(running.code).toBe(status.ABORTED);
     expect(running.details).toMatch(/Running, \d+ s/);
 
@@ -160,11 +153,11 @@ describe('CreateVolume clones with the Kubernetes backend', () => {
 
   test('Job failure: the GRANT message surfaces, the destination is cleaned on the node, the Job goes, a retry starts a new Job', async () => {
     const { clone, ctl, request, jobName } = await setup();
-    await rpcError(ctl.call('CreateVolume', request));
+    await errorOf(ctl.call('CreateVolume', request));
     const firstUid = api.get('jobs.batch', 'db', jobName)!.metadata.uid;
     kubelet.finish('db', jobName, { exitCode: 1, message: GRANT_FAILURE });
 
-    const failed = await rpcError(ctl.call('CreateVolume', request));
+    const failed = await errorOf(ctl.call('CreateVolume', request));
     expect(failed.code).toBe(status.FAILED_PRECONDITION);
     expect(failed.details).toContain('GRANT EXECUTE ON FUNCTION pg_backup_start(text, boolean), pg_backup_stop(boolean) TO streaming_replica;');
     expect(failed.details).toMatch(/^populating pvc-.* from db\/pg-1 failed: permission denied/);
@@ -181,13 +174,13 @@ describe('CreateVolume clones with the Kubernetes backend', () => {
     expect(pod.containers[0]!.args).toEqual(['cleanup', '--root', '/var/lib/pg-reflinker', '--volume-id', `node-a/${clone.name}`]);
 
     // While the cleanup runs, no new population may write into the directory.
-    const waiting = await rpcError(ctl.call('CreateVolume', request));
+    const waiting = await errorOf(ctl.call('CreateVolume', request));
     expect(waiting.code).toBe(status.ABORTED);
     expect(waiting.details).toMatch(/cleaning up after a failed attempt \(permission denied/);
     expect(api.get('jobs.batch', 'db', jobName)).toBeUndefined();
 
     kubelet.finish(DRIVER_NS, `pgr-cleanup-${clone.name}`, { message: `{"volumeId":"node-a/${clone.name}","outcome":"deleted"}` });
-    const retry = await rpcError(ctl.call('CreateVolume', request));
+    const retry = await errorOf(ctl.call('CreateVolume', request));
     expect(retry.code).toBe(status.ABORTED);
     const second = api.get('jobs.batch', 'db', jobName)!;
     expect(second.metadata.uid).not.toBe(firstUid);
@@ -199,18 +192,18 @@ describe('CreateVolume clones with the Kubernetes backend', () => {
 
   test('a deadline: INTERNAL with the Job controller\'s reason', async () => {
     const { ctl, request, jobName } = await setup();
-    await rpcError(ctl.call('CreateVolume', request));
+    await errorOf(ctl.call('CreateVolume', request));
     kubelet.finish('db', jobName, { jobReason: { reason: 'DeadlineExceeded', message: 'Job was active longer than specified deadline' } });
-    const err = await rpcError(ctl.call('CreateVolume', request));
+    const err = await errorOf(ctl.call('CreateVolume', request));
     expect(err.code).toBe(status.INTERNAL);
     expect(err.details).toMatch(/failed: container populate exited with status 1 \(Error\); DeadlineExceeded: Job was active longer than specified deadline$/);
   });
 
   test('a failed init container: its message is the reason', async () => {
     const { ctl, request, jobName } = await setup();
-    await rpcError(ctl.call('CreateVolume', request));
+    await errorOf(ctl.call('CreateVolume', request));
     kubelet.finish('db', jobName, { initFailure: "chown: changing ownership of '/pg-reflinker/volume': Operation not permitted" });
-    const err = await rpcError(ctl.call('CreateVolume', request));
+    const err = await errorOf(ctl.call('CreateVolume', request));
     // The status is failureStatus()'s call (src/controller/populator/outcome.ts); the reason is ours.
     expect([status.INTERNAL, status.FAILED_PRECONDITION]).toContain(err.code);
     expect(err.details).toContain("init container prepare failed (exit 1, Error): chown: changing ownership of '/pg-reflinker/volume': Operation not permitted");
@@ -218,7 +211,7 @@ describe('CreateVolume clones with the Kubernetes backend', () => {
 
   test('controller restart mid-clone: the new instance adopts the running Job', async () => {
     const { clone, ctl, request, jobName } = await setup();
-    await rpcError(ctl.call('CreateVolume', request));
+    await errorOf(ctl.call('CreateVolume', request));
     const uid = api.get('jobs.batch', 'db', jobName)!.metadata.uid;
     kubelet.start('db', jobName);
     await controllers.splice(0)[0]!.stop();
@@ -226,7 +219,7 @@ describe('CreateVolume clones with the Kubernetes backend', () => {
 
     const restarted = await startController(api);
     controllers.push(restarted);
-    const running = await rpcError(restarted.call('CreateVolume', request));
+    const running = await errorOf(restarted.call('CreateVolume', request));
     expect(running.code).toBe(status.ABORTED);
     kubelet.finish('db', jobName, { message: successLine(clone.name) });
     const res = await restarted.call<CreateResponse>('CreateVolume', request);
@@ -249,7 +242,7 @@ describe('CreateVolume clones with the Kubernetes backend', () => {
 
   test('no pod uses the source: a plain reflink copy in the driver image', async () => {
     const { ctl, request, jobName, clone } = await setup({ cluster: false });
-    await rpcError(ctl.call('CreateVolume', request));
+    await errorOf(ctl.call('CreateVolume', request));
     const job = api.get('jobs.batch', 'db', jobName)!;
     const pod = (job.spec as { template: { spec: { containers: Array<{ image: string; env: Array<{ name: string; value: string }>; securityContext: { runAsUser: number } }>; volumes: Array<{ name: string }> } } }).template.spec;
     expect(pod.containers[0]!.image).toBe(DRIVER_IMAGE);
@@ -269,20 +262,20 @@ describe('CreateVolume clones with the Kubernetes backend', () => {
     const { source, ctl, request, jobName } = await setup({ cluster: false });
     const pod = api.create('pods', { metadata: { namespace: 'db', name: 'some-app' }, spec: { nodeName: 'node-a', volumes: [{ name: 'd', persistentVolumeClaim: { claimName: source.pvc } }] } });
     api.patch('pods', 'db', pod.metadata.name, { status: { phase: 'Running' } });
-    const err = await rpcError(ctl.call('CreateVolume', request));
+    const err = await errorOf(ctl.call('CreateVolume', request));
     expect(err.code).toBe(status.FAILED_PRECONDITION);
     expect(err.details).toMatch(/in use by pod\(s\) some-app, which are not CloudNativePG instances.*allowCrashConsistent/);
     expect(api.get('jobs.batch', 'db', jobName)).toBeUndefined();
 
     const allowed = { ...request, parameters: { ...(request.parameters as object), allowCrashConsistent: 'true' } };
-    expect((await rpcError(ctl.call('CreateVolume', allowed))).code).toBe(status.ABORTED);
+    expect((await errorOf(ctl.call('CreateVolume', allowed))).code).toBe(status.ABORTED);
     expect(api.get('jobs.batch', 'db', jobName)!.metadata.annotations!['pg-reflinker.csi/mode']).toBe('plain');
   });
 
   test('an instance pod that is not Ready yet: ABORTED, no Job', async () => {
     const { ctl, request, jobName, source } = await setup();
     api.patch('pods', 'db', source.pvc, { status: { conditions: [{ type: 'Ready', status: 'False' }] } });
-    const err = await rpcError(ctl.call('CreateVolume', request));
+    const err = await errorOf(ctl.call('CreateVolume', request));
     expect(err.code).toBe(status.ABORTED);
     expect(err.details).toMatch(/instance pod pg-1 .* not Ready/);
     expect(api.get('jobs.batch', 'db', jobName)).toBeUndefined();
@@ -290,7 +283,7 @@ describe('CreateVolume clones with the Kubernetes backend', () => {
 
   test('requisite topology without the source node: RESOURCE_EXHAUSTED naming the node', async () => {
     const { source, clone, ctl } = await setup();
-    const err = await rpcError(ctl.call('CreateVolume', cloneRequest(clone.name, source.volumeId, { requisite: ['node-b'] })));
+    const err = await errorOf(ctl.call('CreateVolume', cloneRequest(clone.name, source.volumeId, { requisite: ['node-b'] })));
     expect(err.code).toBe(status.RESOURCE_EXHAUSTED);
     expect(err.details).toContain('node-a');
     expect(api.list('jobs.batch', 'db')).toHaveLength(0);
@@ -298,17 +291,17 @@ describe('CreateVolume clones with the Kubernetes backend', () => {
 
   test('unknown source volume: NOT_FOUND; same name with another source: ALREADY_EXISTS', async () => {
     const { clone, ctl, request } = await setup();
-    expect((await rpcError(ctl.call('CreateVolume', cloneRequest(clone.name, 'node-a/pvc-nope')))).code).toBe(status.NOT_FOUND);
-    await rpcError(ctl.call('CreateVolume', request));
+    expect((await errorOf(ctl.call('CreateVolume', cloneRequest(clone.name, 'node-a/pvc-nope')))).code).toBe(status.NOT_FOUND);
+    await errorOf(ctl.call('CreateVolume', request));
     const other = addVolume(api, { namespace: 'db', pvc: 'pg-2', node: 'node-a' });
-    const err = await rpcError(ctl.call('CreateVolume', cloneRequest(clone.name, other.volumeId)));
+    const err = await errorOf(ctl.call('CreateVolume', cloneRequest(clone.name, other.volumeId)));
     expect(err.code).toBe(status.ALREADY_EXISTS);
   });
 
   test('the API server is unreachable: UNAVAILABLE (the sidecar retries in the background)', async () => {
     const { ctl, request } = await setup();
     api.intercept = () => new ApiError(503, 'ServiceUnavailable', 'etcd is down');
-    const err = await rpcError(ctl.call('CreateVolume', request));
+    const err = await errorOf(ctl.call('CreateVolume', request));
     expect(err.code).toBe(status.UNAVAILABLE);
     expect(err.details).toContain('etcd is down');
     api.intercept = undefined;
@@ -326,6 +319,6 @@ describe('CreateVolume clones with the Kubernetes backend', () => {
     expect(api.list('jobs.batch')).toHaveLength(0);
     const caps = [{ mount: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' } }];
     expect(await ctl.call('ValidateVolumeCapabilities', { volume_id: source.volumeId, volume_capabilities: caps })).toMatchObject({ confirmed: {} });
-    expect((await rpcError(ctl.call('ValidateVolumeCapabilities', { volume_id: 'node-b/pvc-empty', volume_capabilities: caps }))).code).toBe(status.NOT_FOUND);
+    expect((await errorOf(ctl.call('ValidateVolumeCapabilities', { volume_id: 'node-b/pvc-empty', volume_capabilities: caps }))).code).toBe(status.NOT_FOUND);
   });
 });

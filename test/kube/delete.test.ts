@@ -1,8 +1,9 @@
+import { errorOf } from '../support/csi-client.js';
 import { afterEach, describe, expect, test } from '@jest/globals';
 import { status } from '@grpc/grpc-js';
 import type { FakeKubeApiServer } from '../support/kube-apiserver.js';
 import type { FakeKubelet } from '../support/kube-apiserver-kubelet.js';
-import { DRIVER_IMAGE, DRIVER_NS, PREFIX, addClonePvc, addCnpgCluster, addVolume, cloneRequest, startCluster, startController, until, type Controller, type RpcError } from './fixtures.js';
+import { DRIVER_IMAGE, DRIVER_NS, PREFIX, addClonePvc, addCnpgCluster, addVolume, cloneRequest, startCluster, startController, until, type Controller } from './fixtures.js';
 
 // DeleteVolume: a cleanup Job on the volume's node, idempotent, ABORTED while it runs.
 
@@ -20,14 +21,6 @@ async function setup(tuning: Parameters<typeof startController>[1] = {}) {
   ctl = await startController(api, tuning);
 }
 
-const rpcError = async (p: Promise<unknown>): Promise<RpcError> => {
-  try {
-    await p;
-  } catch (err) {
-    return err as RpcError;
-  }
-  throw new Error('the call succeeded');
-};
 
 const VOLUME = 'node-b/pvc-11111111-2222-3333-4444-555555555555';
 const JOB = 'pgr-cleanup-pvc-11111111-2222-3333-4444-555555555555';
@@ -36,7 +29,7 @@ const cleanupCreates = () => api.requests.filter((r) => r.method === 'POST' && r
 describe('DeleteVolume with the Kubernetes backend', () => {
   test('a cleanup Job on the node: ABORTED while it runs, OK once it succeeded, OK again without a second Job', async () => {
     await setup();
-    const running = await rpcError(ctl.call('DeleteVolume', { volume_id: VOLUME }));
+    const running = await errorOf(ctl.call('DeleteVolume', { volume_id: VOLUME }));
     expect(running.code).toBe(status.ABORTED);
     expect(running.details).toMatch(/being deleted: cleanup Job pg-reflinker\/pgr-cleanup-pvc-.* on node node-b: no pod yet/);
     const job = api.get('jobs.batch', DRIVER_NS, JOB)!;
@@ -48,7 +41,7 @@ describe('DeleteVolume with the Kubernetes backend', () => {
     expect(spec.template.spec.volumes).toEqual([{ name: 'prefix', hostPath: { path: PREFIX, type: 'Directory' } }]);
 
     kubelet.start(DRIVER_NS, JOB);
-    const still = await rpcError(ctl.call('DeleteVolume', { volume_id: VOLUME }));
+    const still = await errorOf(ctl.call('DeleteVolume', { volume_id: VOLUME }));
     expect(still.code).toBe(status.ABORTED);
     expect(still.details).toMatch(/Running/);
 
@@ -71,19 +64,19 @@ describe('DeleteVolume with the Kubernetes backend', () => {
 
   test('a failed cleanup reports the command\'s reason and starts over on the next call', async () => {
     await setup();
-    await rpcError(ctl.call('DeleteVolume', { volume_id: VOLUME }));
+    await errorOf(ctl.call('DeleteVolume', { volume_id: VOLUME }));
     kubelet.finish(DRIVER_NS, JOB, { exitCode: 3, message: '{"level":"info"}\npg-reflinker cleanup: /var/lib/pg-reflinker/pvc-x is a symlink; refusing to follow it out of the root' });
-    const err = await rpcError(ctl.call('DeleteVolume', { volume_id: VOLUME }));
+    const err = await errorOf(ctl.call('DeleteVolume', { volume_id: VOLUME }));
     expect(err.code).toBe(status.FAILED_PRECONDITION);
     expect(err.details).toMatch(/removing volume node-b\/pvc-.* on node node-b failed: .*is a symlink; refusing/);
     expect(api.get('jobs.batch', DRIVER_NS, JOB)).toBeUndefined();
-    expect((await rpcError(ctl.call('DeleteVolume', { volume_id: VOLUME }))).code).toBe(status.ABORTED);
+    expect((await errorOf(ctl.call('DeleteVolume', { volume_id: VOLUME }))).code).toBe(status.ABORTED);
     expect(cleanupCreates()).toBe(2);
   });
 
   test('the node object is gone: FAILED_PRECONDITION telling the admin how to remove the PV', async () => {
     await setup();
-    const err = await rpcError(ctl.call('DeleteVolume', { volume_id: 'node-gone/pvc-x' }));
+    const err = await errorOf(ctl.call('DeleteVolume', { volume_id: 'node-gone/pvc-x' }));
     expect(err.code).toBe(status.FAILED_PRECONDITION);
     expect(err.details).toMatch(/node node-gone of volume node-gone\/pvc-x no longer exists.*kubectl patch pv pvc-x .*finalizers.*kubectl delete pv pvc-x/);
     expect(api.list('jobs.batch')).toHaveLength(0);
@@ -100,22 +93,22 @@ describe('DeleteVolume with the Kubernetes backend', () => {
     const source = addVolume(api, { namespace: 'db', pvc: 'pg-1', node: 'node-a', labels: { 'cnpg.io/cluster': 'pg' } });
     addCnpgCluster(api, source);
     const clone = addClonePvc(api, 'db', 'c', 'pg-1');
-    await rpcError(ctl.call('CreateVolume', cloneRequest(clone.name, source.volumeId, { clonePvc: { namespace: 'db', name: 'c' } })));
+    await errorOf(ctl.call('CreateVolume', cloneRequest(clone.name, source.volumeId, { clonePvc: { namespace: 'db', name: 'c' } })));
     const populate = `pgr-populate-${clone.name}`;
     const pod = kubelet.start('db', populate);
     api.patch('pods', 'db', pod.metadata.name, { metadata: { finalizers: ['test/keep'] } }); // a pod that takes a while to stop
-    const first = await rpcError(ctl.call('DeleteVolume', { volume_id: `node-a/${clone.name}` }));
+    const first = await errorOf(ctl.call('DeleteVolume', { volume_id: `node-a/${clone.name}` }));
     expect(first.code).toBe(status.ABORTED);
     expect(first.details).toMatch(/waiting for populator pod db\/pgr-populate-.* to stop/);
     expect(api.get('jobs.batch', 'db', populate)).toBeUndefined();
     api.patch('pods', 'db', pod.metadata.name, { metadata: { finalizers: null }, status: { phase: 'Failed' } });
-    expect((await rpcError(ctl.call('DeleteVolume', { volume_id: `node-a/${clone.name}` }))).code).toBe(status.ABORTED);
+    expect((await errorOf(ctl.call('DeleteVolume', { volume_id: `node-a/${clone.name}` }))).code).toBe(status.ABORTED);
     expect(api.get('jobs.batch', DRIVER_NS, `pgr-cleanup-${clone.name}`)).toBeDefined();
   });
 
   test('a new volume under a deleted name is not answered by the old deletion', async () => {
     await setup();
-    await rpcError(ctl.call('DeleteVolume', { volume_id: VOLUME }));
+    await errorOf(ctl.call('DeleteVolume', { volume_id: VOLUME }));
     kubelet.finish(DRIVER_NS, JOB);
     expect(await ctl.call('DeleteVolume', { volume_id: VOLUME })).toEqual({});
     await ctl.call('CreateVolume', {
@@ -124,6 +117,6 @@ describe('DeleteVolume with the Kubernetes backend', () => {
       accessibility_requirements: { preferred: [{ segments: { 'topology.pg-reflinker.csi/node': 'node-b' } }] },
     });
     expect(api.get('jobs.batch', DRIVER_NS, JOB)).toBeUndefined();
-    expect((await rpcError(ctl.call('DeleteVolume', { volume_id: VOLUME }))).code).toBe(status.ABORTED);
+    expect((await errorOf(ctl.call('DeleteVolume', { volume_id: VOLUME }))).code).toBe(status.ABORTED);
   });
 });

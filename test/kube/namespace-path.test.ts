@@ -1,8 +1,9 @@
+import { errorOf } from '../support/csi-client.js';
 import { afterEach, describe, expect, test } from '@jest/globals';
 import { status } from '@grpc/grpc-js';
 import type { FakeKubeApiServer } from '../support/kube-apiserver.js';
 import type { FakeKubelet } from '../support/kube-apiserver-kubelet.js';
-import { TOPOLOGY_KEY, addClonePvc, addCnpgCluster, addVolume, cloneRequest, startCluster, startController, successLine, type Controller, type RpcError } from './fixtures.js';
+import { TOPOLOGY_KEY, addClonePvc, addCnpgCluster, addVolume, cloneRequest, startCluster, startController, successLine, type Controller } from './fixtures.js';
 
 // Cross-namespace clones through a placeholder PVC in the clone's namespace.
 // Source: db/pg-1 on node-a (a CNPG instance). Clone and placeholder: namespace apps.
@@ -43,19 +44,11 @@ async function setup(opts: { consent?: string; placeholderSource?: string; names
   return { source, placeholder, clone, request };
 }
 
-const rpcError = async (p: Promise<unknown>): Promise<RpcError> => {
-  try {
-    await p;
-  } catch (err) {
-    return err as RpcError;
-  }
-  throw new Error('the call succeeded');
-};
 
 describe('NAMESPACE_PATH and placeholders', () => {
   test('hit: the placeholder leads to the consenting source in the path; the clone lands on the source node', async () => {
     const { source, clone, request } = await setup({ consent: 'apps' });
-    const first = await rpcError(ctl!.call('CreateVolume', request));
+    const first = await errorOf(ctl!.call('CreateVolume', request));
     expect(first.code).toBe(status.ABORTED);
     const jobName = `pgr-populate-${clone.name}`;
     const job = api.get('jobs.batch', 'db', jobName)!;
@@ -76,12 +69,12 @@ describe('NAMESPACE_PATH and placeholders', () => {
 
   test('hit with "*" consent; a same-named PVC in the clone\'s own namespace comes first', async () => {
     const { clone, placeholder, request } = await setup({ consent: '*' });
-    expect((await rpcError(ctl!.call('CreateVolume', request))).code).toBe(status.ABORTED);
+    expect((await errorOf(ctl!.call('CreateVolume', request))).code).toBe(status.ABORTED);
     expect(api.get('jobs.batch', 'db', `pgr-populate-${clone.name}`)).toBeDefined();
 
     addVolume(api, { namespace: 'apps', pvc: 'pg-1', node: 'node-b' });
     const other = addClonePvc(api, 'apps', 'app-db-2', 'pg-source');
-    const second = await rpcError(ctl!.call('CreateVolume', cloneRequest(other.name, placeholder.volumeId, { clonePvc: { namespace: 'apps', name: 'app-db-2' } })));
+    const second = await errorOf(ctl!.call('CreateVolume', cloneRequest(other.name, placeholder.volumeId, { clonePvc: { namespace: 'apps', name: 'app-db-2' } })));
     expect(second.code).toBe(status.ABORTED);
     const job = api.get('jobs.batch', 'apps', `pgr-populate-${other.name}`)!;
     expect(job.metadata.annotations!['pg-reflinker.csi/source-pvc']).toBe('apps/pg-1');
@@ -90,7 +83,7 @@ describe('NAMESPACE_PATH and placeholders', () => {
 
   test('miss: the named source is in no namespace searched → NOT_FOUND', async () => {
     const { request } = await setup({ consent: 'apps', placeholderSource: 'pg-9' });
-    const err = await rpcError(ctl!.call('CreateVolume', request));
+    const err = await errorOf(ctl!.call('CreateVolume', request));
     expect(err.code).toBe(status.NOT_FOUND);
     expect(err.details).toMatch(/placeholder PVC apps\/pg-source names source PVC "pg-9", which is in none of the namespaces searched: apps, db/);
     expect(api.list('jobs.batch')).toHaveLength(0);
@@ -98,12 +91,12 @@ describe('NAMESPACE_PATH and placeholders', () => {
 
   test('miss: a namespace outside NAMESPACE_PATH is never searched, consent or not', async () => {
     const { request } = await setup({ consent: '*', sourceNamespace: 'other' });
-    expect((await rpcError(ctl!.call('CreateVolume', request))).code).toBe(status.NOT_FOUND);
+    expect((await errorOf(ctl!.call('CreateVolume', request))).code).toBe(status.NOT_FOUND);
   });
 
   test.each([[undefined], ['staging']])('refused (allow-clone-to: %p) → PERMISSION_DENIED naming the annotation', async (consent) => {
     const { request } = await setup({ consent });
-    const err = await rpcError(ctl!.call('CreateVolume', request));
+    const err = await errorOf(ctl!.call('CreateVolume', request));
     expect(err.code).toBe(status.PERMISSION_DENIED);
     expect(err.details).toMatch(/source PVC db\/pg-1, whose owner has not allowed clones into namespace apps.*pg-reflinker\.csi\/allow-clone-to/);
     expect(api.list('jobs.batch')).toHaveLength(0);
@@ -111,7 +104,7 @@ describe('NAMESPACE_PATH and placeholders', () => {
 
   test('a placeholder cannot stand in for a clone in another namespace', async () => {
     const { clone, placeholder } = await setup({ consent: '*' });
-    const err = await rpcError(ctl!.call('CreateVolume', cloneRequest(clone.name, placeholder.volumeId, { clonePvc: { namespace: 'other', name: 'x' }, requiredBytes: 1024 })));
+    const err = await errorOf(ctl!.call('CreateVolume', cloneRequest(clone.name, placeholder.volumeId, { clonePvc: { namespace: 'other', name: 'x' }, requiredBytes: 1024 })));
     expect(err.code).toBe(status.PERMISSION_DENIED);
   });
 });

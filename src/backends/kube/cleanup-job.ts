@@ -1,6 +1,8 @@
 import type { V1Job } from '@kubernetes/client-node';
 import { ANN_AFTER_FAILURE, ANN_VOLUME_ID, LABEL_MANAGED_BY, LABEL_ROLE, LABEL_VOLUME, MANAGED_BY } from './constants.js';
 import { cleanupJobName, volumeKey } from './names.js';
+import type { KubeSettings } from './settings.js';
+import type { VolumeRef } from '../../volume/id.js';
 
 // The node-side cleanup Job as data: `pg-reflinker cleanup` (src/cleanup.ts) in the driver's
 // own image (its ENTRYPOINT is the program, so the Job passes only args), on the volume's node, in the driver's namespace. It sees the prefix at the same
@@ -82,4 +84,20 @@ export function cleanupJob(input: CleanupJobInput): V1Job {
       },
     },
   };
+}
+
+/** The cleanup Job for a volume, with the driver's settings (DeleteVolume, and after a failed population). */
+export function cleanupJobFor(ref: VolumeRef, s: KubeSettings, afterFailure?: string): V1Job {
+  return cleanupJob({
+    volumeId: ref.volumeId,
+    node: ref.node,
+    dir: ref.dir,
+    namespace: s.driverNamespace,
+    image: s.driverImage,
+    hostPathPrefix: s.hostPathPrefix,
+    serviceAccountName: s.jobServiceAccount,
+    ttlSecondsAfterFinished: s.cleanupTtlSeconds,
+    activeDeadlineSeconds: s.cleanupDeadlineSeconds,
+    afterFailure,
+  });
 }

@@ -8,7 +8,7 @@ import { CsiError, failedPrecondition, internal } from '../../csi/errors.js';
 import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
 import type { VolumeRef } from '../../volume/id.js';
-import { cleanupJob } from './cleanup-job.js';
+import { cleanupJobFor } from './cleanup-job.js';
 import { apiMessage, kubeCall, mergePatch, type KubeClient } from './client.js';
 import { ANN_AFTER_FAILURE, ANN_CLUSTER, ANN_MODE, ANN_RESULT, ANN_VOLUME_ID, PARAM_PVC_NAME, PARAM_PVC_NAMESPACE } from './constants.js';
 import { planCopy, type CopyPlan } from './copy-plan.js';
@@ -194,21 +194,7 @@ export class Cloner {
       : [verdict.problem ?? verdict.message, jobSays].filter(Boolean).join('; ') || 'the populator Job failed without a message';
     const current = await this.d.jobs.get(job.metadata!.namespace!, job.metadata!.name!);
     if (current?.metadata?.uid === job.metadata?.uid) {
-      const s = this.d.settings;
-      await this.d.jobs.createOrAdopt(
-        cleanupJob({
-          volumeId: spec.ref.volumeId,
-          node: spec.ref.node,
-          dir: spec.ref.dir,
-          namespace: s.driverNamespace,
-          image: s.driverImage,
-          hostPathPrefix: s.hostPathPrefix,
-          serviceAccountName: s.jobServiceAccount,
-          ttlSecondsAfterFinished: s.cleanupTtlSeconds,
-          activeDeadlineSeconds: s.cleanupDeadlineSeconds,
-          afterFailure: reason,
-        }),
-      );
+      await this.d.jobs.createOrAdopt(cleanupJobFor(spec.ref, this.d.settings, reason));
       await this.d.events.onPvc(clonePvc, { type: 'Warning', reason: 'PopulateFailed', instance: job.metadata!.uid!, message: `populating from ${source.description} failed: ${reason}` });
       this.d.metrics.clonesTotal.inc({ result: 'failed', mode: modeOf(job) });
       this.d.log.warn('clone population failed', { volume: spec.name, source: source.description, reason });

@@ -4,7 +4,7 @@ import { failedPrecondition, internal } from '../../csi/errors.js';
 import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
 import type { VolumeRef } from '../../volume/id.js';
-import { CLEANUP_CONTAINER, cleanupJob } from './cleanup-job.js';
+import { CLEANUP_CONTAINER, cleanupJobFor } from './cleanup-job.js';
 import { kubeCall, mergePatch, orNone, type KubeClient } from './client.js';
 import { ANN_VOLUME_ID, LABEL_ROLE, LABEL_VOLUME } from './constants.js';
 import { Jobs, isFinished, jobAgeSeconds, jobPhase, podVerdict } from './jobs.js';
@@ -100,18 +100,7 @@ export class Deleter {
   }
 
   private manifest(ref: VolumeRef): V1Job {
-    const s = this.d.settings;
-    return cleanupJob({
-      volumeId: ref.volumeId,
-      node: ref.node,
-      dir: ref.dir,
-      namespace: s.driverNamespace,
-      image: s.driverImage,
-      hostPathPrefix: s.hostPathPrefix,
-      serviceAccountName: s.jobServiceAccount,
-      ttlSecondsAfterFinished: s.cleanupTtlSeconds,
-      activeDeadlineSeconds: s.cleanupDeadlineSeconds,
-    });
+    return cleanupJobFor(ref, this.d.settings);
   }
 }
 
