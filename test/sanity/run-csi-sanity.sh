@@ -14,7 +14,9 @@ fi
 
 work=$(mktemp -d /tmp/pgr-sanity.XXXXXX)
 driver_pid=
+driver_log=${PGR_SANITY_DRIVER_LOG:-/tmp/pg-reflinker-sanity-driver.log}
 cleanup() {
+  [ -f "$work/driver.log" ] && cp "$work/driver.log" "$driver_log" && echo "driver log: $driver_log" >&2
   [ -n "$driver_pid" ] && kill "$driver_pid" 2>/dev/null && wait "$driver_pid" 2>/dev/null || true
   grep -o " $work/[^ ]*" /proc/self/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
   rm -rf "$work"
