@@ -7,8 +7,12 @@ export class Cleanup {
   private readonly steps: { name: string; fn: () => Promise<unknown> }[] = [];
   private running: Promise<string[]> | undefined;
 
-  /** Registers a step; the returned function removes it again (when the caller cleaned up itself). */
+  /**
+   * Registers a step; the returned function removes it again (when the caller cleaned up itself).
+   * Once the cleanup has started (an interrupt), nothing new may start: add() throws.
+   */
   add(name: string, fn: () => Promise<unknown>): () => void {
+    if (this.running) throw new Error(`interrupted: not starting "${name}" while cleaning up`);
     const step = { name, fn };
     this.steps.push(step);
     return () => {

@@ -168,6 +168,16 @@ export class PgbenchLoad {
     return Array.from({ length: seconds }, (_, i) => Math.round(this.window(startMs + i * 1000, startMs + (i + 1) * 1000).tps));
   }
 
+  /** SIGSTOP / SIGCONT: holds the load for a moment outside any measured window (to settle the filesystem). */
+  pause(): void {
+    this.assertAlive();
+    this.child.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.child.kill('SIGCONT');
+  }
+
   /** Stops pgbench; throws when it had died on its own (the load was not there). */
   async stop(): Promise<void> {
     clearInterval(this.timer);
@@ -189,16 +199,27 @@ export interface ImpactWindows {
   perSecond: number[];
 }
 
-export async function impact(load: PgbenchLoad, t0: number, t1: number, opts: { beforeS: number; afterS: number }): Promise<ImpactWindows> {
-  const duringEnd = Math.max(t1, t0 + 1000);
-  const afterEnd = duringEnd + opts.afterS * 1000;
+export interface ImpactOptions {
+  t0: number;
+  t1: number;
+  /** The before window ends here (default t0): end it before anything the measurement itself does, like a sync. */
+  beforeEnd?: number;
+  beforeS: number;
+  afterS: number;
+}
+
+/** Waits for the end of the after window, then computes the three windows. */
+export async function impact(load: PgbenchLoad, o: ImpactOptions): Promise<ImpactWindows> {
+  const duringEnd = Math.max(o.t1, o.t0 + 1000);
+  const afterEnd = duringEnd + o.afterS * 1000;
   const wait = afterEnd - Date.now();
   if (wait > 0) await new Promise((r) => setTimeout(r, wait));
   await load.caughtUp(afterEnd);
+  const beforeEnd = o.beforeEnd ?? o.t0;
   return {
-    before: load.window(t0 - opts.beforeS * 1000, t0),
-    during: load.window(t0, duringEnd),
+    before: load.window(beforeEnd - o.beforeS * 1000, beforeEnd),
+    during: load.window(o.t0, duringEnd),
     after: load.window(duringEnd, afterEnd),
-    perSecond: load.perSecond(t0 - 3000, Math.ceil((afterEnd - t0) / 1000) + 3),
+    perSecond: load.perSecond(o.t0 - 3000, Math.ceil((afterEnd - o.t0) / 1000) + 3),
   };
 }

@@ -1,4 +1,4 @@
-import { readdir, statfs } from 'node:fs/promises';
+import { readdir, stat, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../src/exec.js';
 
@@ -108,4 +108,42 @@ export async function setCowExtSize(dir: string, bytes: number): Promise<{ files
 export async function cowExtSizeOf(path: string): Promise<number> {
   const r = await run('xfs_io', ['-r', '-c', 'cowextsize', path]);
   return Number(/\[(\d+)\]/.exec(r.stdout)?.[1] ?? NaN);
+}
+
+/** Allocated bytes (st_blocks) of every regular file under dir: data, post-EOF preallocation, delalloc. */
+export async function allocatedBytes(dir: string): Promise<number> {
+  const { files } = await filesUnder(dir);
+  let total = 0;
+  for (const f of files) total += ((await stat(f).catch(() => undefined))?.blocks ?? 0) * 512;
+  return total;
+}
+
+/** The filesystem's used bytes and, taken around it, the source's own allocated bytes. */
+export interface SpaceSnapshot {
+  used: number;
+  source: number;
+}
+
+/**
+ * Sync, then used bytes bracketed by two walks of the source: retried while the source's
+ * allocation moved by more than 1 MiB during the reading (a new WAL segment, a preallocation).
+ */
+export async function spaceSnapshot(mountPoint: string, sourceDir: string): Promise<SpaceSnapshot> {
+  await syncFs(mountPoint);
+  for (let attempt = 0; ; attempt++) {
+    const a = await allocatedBytes(sourceDir);
+    const used = await usedBytes(mountPoint);
+    const b = await allocatedBytes(sourceDir);
+    if (Math.abs(b - a) <= 1 << 20 || attempt >= 5) return { used, source: (a + b) / 2 };
+  }
+}
+
+/**
+ * What a copy added to the filesystem between two snapshots: `raw` is the df delta; `own` takes
+ * away what the live source itself allocated or freed meanwhile (checkpoints recycle and remove
+ * 16 MB WAL segments, XFS grows and trims preallocation), leaving the copy's own cost.
+ */
+export function spaceDelta(before: SpaceSnapshot, after: SpaceSnapshot): { raw: number; own: number } {
+  const raw = after.used - before.used;
+  return { raw, own: raw - (after.source - before.source) };
 }
