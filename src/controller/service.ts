@@ -11,6 +11,7 @@ import type {
 import { capabilityProblem, requireCapabilities, requireString, requireVolumeId } from '../csi/validate.js';
 import { InvalidVolumeId, dirForName, formatVolumeId, parseVolumeId, type VolumeRef } from '../volume/id.js';
 import { type RecordedVolume, type SourceVolume, type VolumeBackend, type VolumeSpec } from './backend.js';
+import { emptyVolumeContext } from './parameters.js';
 import { placeClone, placeEmptyVolume, topologyFor } from './placement.js';
 
 export interface ControllerOptions {
@@ -92,6 +93,7 @@ export function controllerService(opts: ControllerOptions): RpcTable {
       const name = requireString(req.name, 'volume name');
       requireCapabilities(req.volume_capabilities);
       const range = capacityRange(req);
+      const extraContext = emptyVolumeContext(req.parameters ?? {});
       const sourceId = sourceVolumeId(req.volume_content_source);
       const source = sourceId ? await findSource(sourceId) : undefined;
       const dir = dirForName(name);
@@ -121,7 +123,7 @@ export function controllerService(opts: ControllerOptions): RpcTable {
       }
       if (!spec.source) {
         const context = await backend.createEmpty(spec);
-        return { volume: volumeOf(spec, context) };
+        return { volume: volumeOf(spec, { ...context, ...extraContext }) };
       }
       const state = await backend.ensureClone({ ...spec, source: spec.source });
       if (state.phase === 'running') throw aborted(`volume ${name} is being populated: ${state.message}`);

@@ -11,6 +11,8 @@ import { isBindOf, mountAt, readMounts } from '../volume/mountinfo.js';
 import { pathKind, volumePath } from '../volume/paths.js';
 import { POPULATED_MARKER } from '../controller/populator/script.js';
 import { bindMount, unmount } from './mounts.js';
+import { setCowExtentSize } from './xfs.js';
+import { CONTEXT_COW_EXTENT_SIZE } from '../controller/parameters.js';
 
 export interface NodeOptions {
   nodeId: string;
@@ -31,6 +33,19 @@ function mountGroupOf(group: string | undefined): number | undefined {
 async function shareWithGroup(dir: string, gid: number): Promise<void> {
   await chown(dir, -1, gid);
   await chmod(dir, 0o2775);
+}
+
+/** An empty volume's directory, with the StorageClass's copy-on-write extent hint (inherited by new files). */
+async function createEmptyVolume(dir: string, context: Record<string, string>): Promise<void> {
+  await mkdir(dir, { mode: 0o755 });
+  const hint = context[CONTEXT_COW_EXTENT_SIZE];
+  if (!hint) return;
+  try {
+    await setCowExtentSize(dir, Number(hint));
+  } catch (err) {
+    await rmdir(dir).catch(() => undefined);
+    throw failedPrecondition(`could not set the copy-on-write extent size hint on ${dir}: ${(err as Error).message}`);
+  }
 }
 
 export function nodeService(opts: NodeOptions): RpcTable {
@@ -63,7 +78,7 @@ export function nodeService(opts: NodeOptions): RpcTable {
     const kind = await pathKind(dir);
     if (kind === 'symlink' || kind === 'other') throw failedPrecondition(`refusing to publish ${dir}: it is a ${kind}`);
     if (context[CONTEXT_KIND] === 'empty') {
-      if (kind === 'absent') await mkdir(dir, { mode: 0o755 });
+      if (kind === 'absent') await createEmptyVolume(dir, context);
       return dir;
     }
     if (kind === 'absent') throw notFound(`volume ${ref.volumeId} has no data on this node (${dir} does not exist)`);

@@ -3,6 +3,7 @@
 // tests cannot run: in CI that is a failure, elsewhere a loudly reported skip.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { CONTROLLER_RBAC_RULES } from '../../src/backends/kube/rbac.js';
+import { parseCowExtentSize } from '../../src/controller/parameters.js';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -159,7 +160,10 @@ if (!toolchain.ok) {
       });
       expect(local).toMatchObject({
         provisioner: DRIVER_NAME, volumeBindingMode: 'WaitForFirstConsumer', allowVolumeExpansion: false,
+        parameters: { cowExtentSize: '8k' },
       });
+      // The driver accepts what the chart renders.
+      expect(parseCowExtentSize(String((local.parameters as Record<string, unknown>).cowExtentSize))).toBe(8192);
       expect(one(def, 'CSIDriver').metadata.name).toBe(clone.provisioner);
     });
 
@@ -577,6 +581,7 @@ if (!toolchain.ok) {
       ['the controller as root', 'controller:\n  runAsUser: 0\n', 'controller.runAsUser: Must be greater than or equal to 1'],
       ['a pull policy typo', 'image:\n  pullPolicy: IfNotPresnt\n', 'image.pullPolicy'],
       ['allowCrashConsistent as a string', 'storageClasses:\n  clone:\n    allowCrashConsistent: "false"\n', 'storageClasses.clone.allowCrashConsistent: Invalid type'],
+      ['a cowExtentSize with a bad unit', 'storageClasses:\n  local:\n    cowExtentSize: 8x\n', 'storageClasses.local.cowExtentSize'],
       ['a ServiceMonitor label that is not a string', 'metrics:\n  serviceMonitor:\n    labels:\n      release: 1\n', 'metrics.serviceMonitor.labels.release'],
     ])('rejects %s', (name, yamlText, fragment) => {
       const out = render(bin, { namespace: NS, valueFiles: [valuesFile(`bad-${name.replace(/\W+/g, '-')}`, yamlText)] });

@@ -1,7 +1,8 @@
 import { expect, it } from '@jest/globals';
 import { existsSync } from 'node:fs';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { cowExtentSize } from '../../src/node/xfs.js';
 import { readMounts } from '../../src/volume/mountinfo.js';
 import { codeOf, errorOf, grpc } from '../support/csi-client.js';
 import { ROOT, XFS, describeWithRealParts } from '../support/requirements.js';
@@ -87,6 +88,27 @@ describeWithRealParts('CSI conformance: Node (standalone driver over its unix so
     await node('NodeUnpublishVolume', { volume_id: volume.volume_id, target_path: path });
     await ctx().client.controller('DeleteVolume', { volume_id: volume.volume_id });
     expect(existsSync(join(ctx().fs.root, dir!))).toBe(false);
+  });
+
+  it('applies the StorageClass\'s copy-on-write extent size hint to a new empty volume (inherited by its files)', async () => {
+    const bad = await errorOf(ctx().client.controller('CreateVolume', { name: `cow-bad-${++seq}`, volume_capabilities: [mountCap()], parameters: { cowExtentSize: '5000' } }));
+    expect(bad.code).toBe(status.INVALID_ARGUMENT);
+    expect(bad.details).toContain('multiple of 4 KiB');
+    const volume = (await ctx().client.controller('CreateVolume', { name: `cow-${++seq}`, volume_capabilities: [mountCap()], parameters: { cowExtentSize: '8k' } })).volume;
+    expect(volume.volume_context['pg-reflinker.csi/cowExtentSize']).toBe('8192');
+    const path = target('cow');
+    await node('NodePublishVolume', { volume_id: volume.volume_id, target_path: path, volume_capability: mountCap(), volume_context: volume.volume_context });
+    await mkdir(join(path, 'pgdata'));
+    await writeFile(join(path, 'pgdata', 'relation'), 'x');
+    const [, dir] = volume.volume_id.split('/');
+    expect(await cowExtentSize(join(ctx().fs.root, dir!))).toBe(8192);
+    expect(await cowExtentSize(join(ctx().fs.root, dir!, 'pgdata', 'relation'))).toBe(8192);
+    const plain = await newVolume();
+    const plainPath = target('nocow');
+    await node('NodePublishVolume', { volume_id: plain.volume_id, target_path: plainPath, volume_capability: mountCap(), volume_context: plain.volume_context });
+    expect(await cowExtentSize(join(ctx().fs.root, plain.volume_id.split('/')[1]!))).toBe(0);
+    await node('NodeUnpublishVolume', { volume_id: volume.volume_id, target_path: path });
+    await node('NodeUnpublishVolume', { volume_id: plain.volume_id, target_path: plainPath });
   });
 
   it('publishes read-only when asked', async () => {
