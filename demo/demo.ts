@@ -36,7 +36,14 @@ interface Outcome {
 async function demo(cleanup: Cleanup): Promise<Outcome> {
   await ensurePrerequisites(say);
   // PGDATA of a fresh scale-N database is ~23 MB per scale unit (+1 GB WAL); room for copy-on-write growth.
-  const sc = await setupScenario({ scale: SCALE, fsSizeMb: Math.max(4096, Math.ceil((SCALE * 23 + 1100) * 2.5)), cleanup, say });
+  // The source volume gets what the chart's pg-reflinker-local class gives it.
+  const sc = await setupScenario({
+    scale: SCALE,
+    fsSizeMb: Math.max(4096, Math.ceil((SCALE * 23 + 1100) * 2.5)),
+    cleanup,
+    say,
+    sourceParameters: { cowExtentSize: '8k' },
+  });
   const pgdata = await treeSize(sc.pgdata);
   const dbBytes = await databaseBytes(sc);
   say(`source database: ${gb(dbBytes)} (pg_database_size); PGDATA ${gb(pgdata.bytes)} in ${pgdata.files} files`);

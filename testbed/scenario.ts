@@ -36,6 +36,8 @@ export interface ScenarioOptions {
   fsSizeMb: number;
   cleanup: Cleanup;
   say: (line: string) => void;
+  /** StorageClass parameters of the source volume (e.g. the chart's `cowExtentSize: 8k`); none by default. */
+  sourceParameters?: Record<string, string>;
 }
 
 export interface Scenario {
@@ -70,7 +72,7 @@ export async function setupScenario(opts: ScenarioOptions): Promise<Scenario> {
   say(`driver: pg-reflinker standalone on ${socket} (pid ${driver.child.pid})`);
 
   const s: Scenario = { fs, root, driver, client, source: undefined!, pgdata: '', primary: undefined!, init: { seconds: 0, report: '' }, cleanup, say, seq: 0 };
-  s.source = await publish(s, await createVolume(s, { name: 'source', volume_capabilities: [mountCap] }));
+  s.source = await publish(s, await createVolume(s, { name: 'source', volume_capabilities: [mountCap], parameters: opts.sourceParameters ?? {} }));
   s.pgdata = join(root, 'source', 'pgdata');
   const tls = await createTls(join(fs.base, 'tls'), { serverKeyOwner: postgresUser() });
   s.primary = await initPrimary({ volumeDir: s.source.target, port: await freePort(), socketDir: join(fs.base, 'sock-source'), logFile: join(fs.base, 'source.log'), tls });
