@@ -54,6 +54,9 @@ async function pathFor(pgdata: string | undefined): Promise<string> {
  * driver picks up where the last one stopped: one population per volume, ever.
  */
 export class LocalPopulator {
+  /** Exits of the children this process started; a restarted driver falls back to polling the files. */
+  private readonly exits = new Map<string, Promise<void>>();
+
   constructor(private readonly opts: LocalPopulatorOptions) {}
 
   private jobDir(dir: string): string {
@@ -93,7 +96,7 @@ export class LocalPopulator {
     for (;;) {
       status = await this.status(dir);
       if (status.kind !== 'running' || Date.now() >= deadline) break;
-      await sleep(50);
+      await Promise.race([this.exits.get(dir) ?? sleep(50), sleep(50)]);
     }
     if (status.kind === 'running') {
       return { phase: 'running', message: `copy running for ${Math.round((Date.now() - status.startedAt) / 1000)} s` };
@@ -170,6 +173,7 @@ export class LocalPopulator {
       env: { PATH: await pathFor(server ? join(sourceDir, PGDATA) : undefined), LANG: 'C', ...env },
     });
     child.unref();
+    this.exits.set(spec.ref.dir, new Promise((resolve) => child.once('exit', () => resolve())));
     await writeFile(join(jd, 'pid'), String(child.pid));
     this.opts.log.info('population started', { volume: spec.name, source: spec.source.ref.volumeId, mode, pid: child.pid });
   }
@@ -191,12 +195,14 @@ export class LocalPopulator {
 
   /** After a failure: the job state and the unpublished volume directory go, so the next call starts clean. */
   private async cleanUp(dir: string): Promise<void> {
+    this.exits.delete(dir);
     await rm(volumePath(this.opts.root, { dir }), { recursive: true, force: true });
     await rm(this.jobDir(dir), { recursive: true, force: true });
   }
 
   /** After success has been recorded elsewhere. */
   async forget(dir: string): Promise<void> {
+    this.exits.delete(dir);
     await rm(this.jobDir(dir), { recursive: true, force: true });
   }
 }
