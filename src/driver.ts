@@ -7,7 +7,7 @@ import { wrapService, type HandlerContext } from './csi/handler.js';
 import { identityService } from './csi/identity.js';
 import { loadCsi } from './csi/proto.js';
 import { startServer, type CsiServer } from './csi/server.js';
-import { allReady, rootReadiness, startHealthServer, type Readiness } from './health.js';
+import { rootReadiness, startHealthServer, type Readiness } from './health.js';
 import type { Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { nodeService } from './node/service.js';
@@ -54,7 +54,11 @@ export async function startDriver(config: Config, log: Logger, kube?: KubeBacken
   } else {
     throw new Error(`role ${config.role} serves no CSI services`);
   }
-  const identity = identityService({ version: VERSION, servesController: config.role !== 'node', readiness: allReady(readiness) });
+  // CSI Probe feeds the livenessprobe sidecar, which restarts the container when it fails: it
+  // reports the node's own prerequisites (the volume root), never the API server's availability,
+  // which only /readyz reports (a restart would not bring the API server back).
+  const probe: Readiness = config.role === 'controller' ? async () => undefined : readiness;
+  const identity = identityService({ version: VERSION, servesController: config.role !== 'node', readiness: probe });
   services.unshift([csi.Identity.service, wrapService('Identity', identity, ctx)]);
 
   const server = await startServer(config.socketPath, services, log);

@@ -26,8 +26,9 @@ export function parseMountInfo(text: string): MountEntry[] {
   return entries;
 }
 
-export async function readMounts(): Promise<MountEntry[]> {
-  return parseMountInfo(await readFile('/proc/self/mountinfo', 'utf8'));
+/** This process's mount table, or another process's (`/proc/1/mountinfo`: the host's, seen from a hostPID pod). */
+export async function readMounts(file = '/proc/self/mountinfo'): Promise<MountEntry[]> {
+  return parseMountInfo(await readFile(file, 'utf8'));
 }
 
 const isUnder = (path: string, dir: string) => path === dir || path.startsWith(dir.endsWith('/') ? dir : `${dir}/`);
@@ -44,11 +45,15 @@ export function locate(path: string, mounts: MountEntry[]): { majorMinor: string
   return { majorMinor: best.majorMinor, root };
 }
 
-/** Mounts that show the directory `path` (or something inside it) somewhere else, e.g. bind mounts into pods. */
+/**
+ * Mounts that would make removing `path` unsafe: the directory (or something inside it) shown
+ * somewhere else, e.g. bind mounts into pods, and any filesystem mounted inside it.
+ */
 export function mountsShowing(path: string, mounts: MountEntry[]): MountEntry[] {
   const where = locate(path, mounts);
-  if (!where) return [];
-  return mounts.filter((m) => m.majorMinor === where.majorMinor && isUnder(m.root, where.root) && m.mountPoint !== path);
+  const shown = where ? mounts.filter((m) => m.majorMinor === where.majorMinor && isUnder(m.root, where.root) && m.mountPoint !== path) : [];
+  const inside = mounts.filter((m) => isUnder(m.mountPoint, path) && !shown.includes(m));
+  return [...shown, ...inside];
 }
 
 /** The mount whose mount point is exactly `target` (the last one wins, as the kernel shows it). */

@@ -7,14 +7,15 @@ export class UnsafeRemoval extends Error {}
 
 /**
  * Removes a volume's directory under the (real) root: 'absent' when already gone. Refuses a
- * symlink or non-directory in the volume's place and a volume still mounted anywhere.
+ * symlink or non-directory in the volume's place and a volume still mounted anywhere, as seen in
+ * `mountTable` (the host's table for a node-side Job: `/proc/1/mountinfo` with hostPID).
  */
-export async function removeVolumeDir(root: string, ref: VolumeRef): Promise<'deleted' | 'absent'> {
+export async function removeVolumeDir(root: string, ref: VolumeRef, mountTable = '/proc/self/mountinfo'): Promise<'deleted' | 'absent'> {
   const path = volumePath(root, ref);
   const kind = await pathKind(path);
   if (kind === 'absent') return 'absent';
   if (kind !== 'directory') throw new UnsafeRemoval(`refusing to delete ${path}: it is a ${kind}, not a volume directory`);
-  const inUse = mountsShowing(path, await readMounts());
+  const inUse = mountsShowing(path, await readMounts(mountTable));
   if (inUse.length > 0) {
     throw new UnsafeRemoval(`volume ${ref.volumeId} is still mounted at ${inUse.map((m) => m.mountPoint).join(', ')}`);
   }

@@ -123,6 +123,8 @@ describe('cleanup Job manifest', () => {
     expect(job.spec).toMatchObject({ backoffLimit: 0, ttlSecondsAfterFinished: 3600, activeDeadlineSeconds: 600 });
     const pod = job.spec!.template.spec!;
     expect(pod.nodeName).toBe('node-b');
+    // The host's mount table shows kubelet's bind mounts of the volume: the cleanup refuses while one exists.
+    expect(pod.hostPID).toBe(true);
     expect(pod.volumes).toEqual([{ name: 'prefix', hostPath: { path: '/var/lib/pg-reflinker', type: 'Directory' } }]);
     const c = pod.containers[0]!;
     expect(c.command).toBeUndefined();

@@ -28,6 +28,9 @@ describe('mount table', () => {
       '/mnt/only pgdata',
     ]);
     expect(mountsShowing('/srv/xfs/volumes/pvc-10', mounts)).toEqual([]);
+    // A filesystem mounted inside a volume: rm -r would descend into it.
+    const withInner = parseMountInfo(`${TABLE}\n50 40 8:1 / /srv/xfs/volumes/pvc-10/inner rw - ext4 /dev/sdb rw`);
+    expect(mountsShowing('/srv/xfs/volumes/pvc-10', withInner).map((m) => m.mountPoint)).toEqual(['/srv/xfs/volumes/pvc-10/inner']);
     expect(mountsShowing('/var/lib/pg-reflinker/pvc-2', mounts).map((m) => m.mountPoint)).toEqual(['/tmp/target']);
   });
 

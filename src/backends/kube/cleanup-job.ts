@@ -54,6 +54,9 @@ export function cleanupJob(input: CleanupJobInput): V1Job {
         metadata: { labels },
         spec: {
           nodeName: input.node,
+          // The cleanup reads the host's mount table (/proc/1/mountinfo) to refuse a volume
+          // that kubelet still has mounted into a pod.
+          hostPID: true,
           restartPolicy: 'Never',
           serviceAccountName: input.serviceAccountName,
           automountServiceAccountToken: false,
