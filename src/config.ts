@@ -108,7 +108,9 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config | 'h
   }
   const metricsAddress = uses('metricsAddress') ? value('metricsAddress') : '';
   if (metricsAddress && !/^[^:]*:\d{1,5}$/.test(metricsAddress)) throw new ConfigError(`metrics address "${metricsAddress}" must be [host]:port`);
-  const namespacePath = value('namespacePath').split(',').map((s) => s.trim()).filter(Boolean);
+  // value() refuses the flag in other roles; the environment variable only counts where it applies.
+  const namespacePathValue = value('namespacePath');
+  const namespacePath = (uses('namespacePath') ? namespacePathValue : '').split(',').map((s) => s.trim()).filter(Boolean);
   for (const ns of namespacePath) {
     if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(ns)) throw new ConfigError(`namespace-path entry "${ns}" is not a valid namespace name`);
   }

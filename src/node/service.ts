@@ -1,5 +1,5 @@
-import { chmod, chown, mkdir, rmdir, statfs } from 'node:fs/promises';
-import { isAbsolute, join, normalize } from 'node:path';
+import { chmod, chown, mkdir, realpath, rmdir, statfs } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, normalize } from 'node:path';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../csi/errors.js';
 import type { RpcTable } from '../csi/handler.js';
 import { TOPOLOGY_KEY } from '../csi/identity.js';
@@ -63,13 +63,21 @@ export function nodeService(opts: NodeOptions): RpcTable {
     return ref;
   }
 
-  function targetPath(path: string, what: string): string {
+  /**
+   * The target with its parent's symlinks resolved (mount points are listed that way), or
+   * undefined when the parent does not exist. A target inside or above the volume root is
+   * refused: it would show one volume's data inside another.
+   */
+  async function resolveTarget(path: string, what: string): Promise<string | undefined> {
     requireString(path, what);
     if (!isAbsolute(path)) throw invalidArgument(`${what} ${path} is not an absolute path`);
     const normal = normalize(path).replace(/\/$/, '');
-    // A volume mounted inside the prefix would show one volume's data inside another.
-    if (isUnder(normal, root) || isUnder(root, normal)) throw invalidArgument(`${what} ${path} overlaps the volume root ${root}`);
-    return normal;
+    if (normal === '' || normal === '/') throw invalidArgument(`${what} ${path} is the filesystem root`);
+    const parent = await realpath(dirname(normal)).catch(() => undefined);
+    if (parent === undefined) return undefined;
+    const resolved = join(parent, basename(normal));
+    if (isUnder(resolved, root) || isUnder(root, resolved)) throw invalidArgument(`${what} ${path} overlaps the volume root ${root}`);
+    return resolved;
   }
 
   /** The directory to publish; empty volumes are created here on first use, clones must be populated. */
@@ -99,10 +107,12 @@ export function nodeService(opts: NodeOptions): RpcTable {
 
     async NodePublishVolume(req: NodePublishVolumeRequest) {
       const volumeId = requireVolumeId(req.volume_id);
-      const target = targetPath(req.target_path, 'target path');
+      const givenTarget = req.target_path;
       const capability = requireCapability(req.volume_capability);
       const readOnly = req.readonly || capability.access_mode?.mode === 'SINGLE_NODE_READER_ONLY';
+      const target = await resolveTarget(givenTarget, 'target path');
       const ref = localVolume(volumeId);
+      if (!target) throw failedPrecondition(`the parent directory of target path ${givenTarget} does not exist`);
       const mountGroup = mountGroupOf(capability.mount?.volume_mount_group);
       const source = await publishableDir(ref, req.volume_context ?? {});
       if (mountGroup !== undefined && req.volume_context?.[CONTEXT_KIND] === 'empty') await shareWithGroup(source, mountGroup);
@@ -116,16 +126,22 @@ export function nodeService(opts: NodeOptions): RpcTable {
         return {};
       }
       const kind = await pathKind(target);
+      if (kind !== 'absent' && kind !== 'directory') throw failedPrecondition(`target path ${target} exists and is not a directory`);
       if (kind === 'absent') await mkdir(target);
-      else if (kind !== 'directory') throw failedPrecondition(`target path ${target} exists and is not a directory`);
-      await bindMount(source, target, readOnly);
+      try {
+        await bindMount(source, target, readOnly);
+      } catch (err) {
+        if (kind === 'absent') await rmdir(target).catch(() => undefined);
+        throw err;
+      }
       return {};
     },
 
     async NodeUnpublishVolume(req: NodeUnpublishVolumeRequest) {
       const volumeId = requireVolumeId(req.volume_id);
-      const target = targetPath(req.target_path, 'target path');
+      const target = await resolveTarget(req.target_path, 'target path');
       const ref = localVolume(volumeId);
+      if (!target) return {};
       const mounts = await readMounts();
       if (mountAt(target, mounts)) {
         if (!isBindOf(target, volumePath(root, ref), mounts)) {
@@ -144,7 +160,8 @@ export function nodeService(opts: NodeOptions): RpcTable {
       const ref = localVolume(volumeId);
       const dir = volumePath(root, ref);
       if ((await pathKind(dir)) !== 'directory') throw notFound(`volume ${volumeId} does not exist on this node`);
-      if (!isBindOf(normalize(path).replace(/\/$/, ''), dir, await readMounts())) {
+      const published = await resolveTarget(path, 'volume path').catch(() => undefined);
+      if (!published || !isBindOf(published, dir, await readMounts())) {
         throw notFound(`volume ${volumeId} is not published at ${path}`);
       }
       const fs = await statfs(path, { bigint: false });

@@ -1,6 +1,6 @@
 import { expect, it } from '@jest/globals';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cowExtentSize } from '../../src/node/xfs.js';
 import { readMounts } from '../../src/volume/mountinfo.js';
@@ -158,6 +158,12 @@ describeWithRealParts('CSI conformance: Node (standalone driver over its unix so
     const err = await errorOf(node('NodePublishVolume', { volume_id: volume.volume_id, target_path: inside, volume_capability: mountCap(), volume_context: volume.volume_context }));
     expect(err.code).toBe(status.INVALID_ARGUMENT);
     expect(existsSync(inside)).toBe(false);
+    // The same through a symlink outside the root that points into it.
+    const link = join(ctx().fs.base, `link-into-root-${++seq}`);
+    await symlink(ctx().fs.root, link);
+    const viaLink = await errorOf(node('NodePublishVolume', { volume_id: volume.volume_id, target_path: join(link, 'sneaky'), volume_capability: mountCap(), volume_context: volume.volume_context }));
+    expect(viaLink.code).toBe(status.INVALID_ARGUMENT);
+    expect(existsSync(join(ctx().fs.root, 'sneaky'))).toBe(false);
     expect((await stat(ctx().fs.root)).isDirectory()).toBe(true);
   });
 });

@@ -34,6 +34,10 @@ describe('configuration', () => {
     expect(() => parseConfig(argv, {})).toThrow(message);
   });
 
+  it('ignores controller-only environment in other roles', () => {
+    expect(parseConfig(['node', '--node-id', 'n1'], { NAMESPACE_PATH: 'Bad_NS' })).toMatchObject({ namespacePath: [] });
+  });
+
   it('asks for help without a role', () => {
     expect(parseConfig([], {})).toBe('help');
     expect(parseConfig(['node', '--help'], {})).toBe('help');

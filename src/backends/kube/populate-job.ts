@@ -1,4 +1,5 @@
 import type { V1Container, V1Job, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
+import { libpqConninfo } from '../../controller/populator/conninfo.js';
 import { populatorEnv, renderPopulatorScript } from '../../controller/populator/script.js';
 import {
   ANN_CAPACITY,
@@ -98,17 +99,17 @@ const PREPARE_SCRIPT = 'set -eu; chown "$PGR_UID:$PGR_GID" "$PGR_VOLUME_DIR"; ch
 
 /** The libpq connection: verify-full against the -rw service name, while dialling the one pod by IP. */
 export function populatorConninfo(copy: OnlineSource, namespace: string): string {
-  return [
-    `host=${copy.clusterName}-rw.${namespace}.svc`,
-    `hostaddr=${copy.podIP}`,
-    'port=5432',
-    'dbname=postgres',
-    'user=streaming_replica',
-    'sslmode=verify-full',
-    `sslrootcert=${POD_PATHS.tls}/ca.crt`,
-    `sslcert=${POD_PATHS.tls}/tls.crt`,
-    `sslkey=${POD_PATHS.tls}/tls.key`,
-  ].join(' ');
+  return libpqConninfo({
+    host: `${copy.clusterName}-rw.${namespace}.svc`,
+    hostaddr: copy.podIP,
+    port: 5432,
+    dbname: 'postgres',
+    user: 'streaming_replica',
+    sslmode: 'verify-full',
+    sslrootcert: `${POD_PATHS.tls}/ca.crt`,
+    sslcert: `${POD_PATHS.tls}/tls.crt`,
+    sslkey: `${POD_PATHS.tls}/tls.key`,
+  });
 }
 
 export function populateJobLabels(dir: string): Record<string, string> {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { failedPrecondition, internal } from '../../csi/errors.js';
 import type { CloneState, RecordedVolume, SourceVolume, VolumeSpec } from '../../controller/backend.js';
 import { cloneContext, failureStatus } from '../../controller/populator/outcome.js';
+import { libpqConninfo } from '../../controller/populator/conninfo.js';
 import { parsePopulatorFailure, parsePopulatorResult } from '../../controller/populator/result.js';
 import { populatorEnv, renderPopulatorScript } from '../../controller/populator/script.js';
 import type { Logger } from '../../log.js';
@@ -83,7 +84,22 @@ export class LocalPopulator {
     return { kind: 'running', pid, startedAt: spec?.startedAt ?? Date.now() };
   }
 
+  /** Calls for one volume run one at a time in this process, so two can never both start it. */
+  private readonly queues = new Map<string, Promise<unknown>>();
+
   async ensure(spec: VolumeSpec & { source: SourceVolume }): Promise<CloneState> {
+    const dir = spec.ref.dir;
+    const previous = this.queues.get(dir) ?? Promise.resolve();
+    const mine = previous.catch(() => undefined).then(() => this.ensureSerialized(spec));
+    this.queues.set(dir, mine);
+    try {
+      return await mine;
+    } finally {
+      if (this.queues.get(dir) === mine) this.queues.delete(dir);
+    }
+  }
+
+  private async ensureSerialized(spec: VolumeSpec & { source: SourceVolume }): Promise<CloneState> {
     const dir = spec.ref.dir;
     let status = await this.status(dir);
     if (status.kind === 'vanished') {
@@ -125,6 +141,10 @@ export class LocalPopulator {
     const { root } = this.opts;
     const sourceDir = volumePath(root, spec.source.ref);
     if ((await pathKind(sourceDir)) !== 'directory') await mkdir(sourceDir, { mode: 0o755 });
+    // A pgdata symlink could lead the copy to a database outside the root.
+    if ((await pathKind(join(sourceDir, PGDATA))) === 'symlink') {
+      throw failedPrecondition(`source volume ${spec.source.ref.volumeId} has a symlink as ${PGDATA}; refusing to follow it out of the volume`);
+    }
     const server = await findLiveServer(join(sourceDir, PGDATA));
     const mode = server ? 'online' : 'plain';
     const owner = server ? await stat(join(sourceDir, PGDATA)) : { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
@@ -153,7 +173,7 @@ export class LocalPopulator {
     const env = populatorEnv({
       mode,
       conninfo: server
-        ? `host=${server.socketDir} port=${server.port} dbname=postgres user=${spec.parameters['standalone.user'] || 'postgres'}`
+        ? libpqConninfo({ host: server.socketDir, port: server.port, dbname: 'postgres', user: spec.parameters['standalone.user'] || 'postgres' })
         : '',
       sourceDir: server ? join(sourceDir, PGDATA) : sourceDir,
       volumeDir,
