@@ -41,7 +41,7 @@ export const OPTIONS: Record<string, Option> = {
   metricsAddress: { flag: 'metrics-address', env: 'METRICS_ADDRESS', roles: ['controller', 'node', 'standalone'], default: '', help: 'serve /metrics, /healthz, /readyz on [host]:port (off when empty)' },
   namespacePath: { flag: 'namespace-path', env: 'NAMESPACE_PATH', roles: ['controller'], default: '', help: 'comma list of namespaces searched for cross-namespace clone sources' },
   driverNamespace: { flag: 'driver-namespace', env: 'POD_NAMESPACE', roles: ['controller'], help: 'namespace of the driver (cleanup Jobs run there)' },
-  driverImage: { flag: 'driver-image', env: 'DRIVER_IMAGE', roles: ['controller'], help: 'image for node-side cleanup Jobs (the driver image)' },
+  driverImage: { flag: 'driver-image', env: 'DRIVER_IMAGE', roles: ['controller'], help: 'image for node-side cleanup and plain-copy Jobs (the driver image)' },
   jobServiceAccount: { flag: 'job-service-account', env: 'JOB_SERVICE_ACCOUNT', roles: ['controller'], default: 'default', help: 'service account of Job pods (needs no API rights)' },
   volumeId: { flag: 'volume-id', roles: ['cleanup'], help: 'volume to remove from this node' },
 };

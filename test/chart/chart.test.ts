@@ -244,7 +244,6 @@ if (!toolchain.ok) {
         '--timeout=30s',
         '--retry-interval-max=30s',
         '--http-endpoint=:8080',
-        '--feature-gates=Topology=true',
       ]);
       expect(args(p).some((a) => a.startsWith('--strict-topology'))).toBe(false);
       expect(env(p).NAMESPACE.valueFrom?.fieldRef?.fieldPath).toBe('metadata.namespace');

@@ -118,7 +118,7 @@ pgr_secs() { printf '%d.%03d' $(($1 / 1000000000)) $(($1 % 1000000000 / 1000000)
 pgr_lsn() { local hi=\${1%/*} lo=\${1#*/}; echo $(((16#$hi << 32) + 16#$lo)); }
 
 pgr_reflink_failure() { # $1 source, $2 cp's message
-  pgr_fail "reflink copy not possible from $1 (filesystem $(pgr_fstype "$1")) to $PGR_VOLUME_DIR (filesystem $(pgr_fstype "$PGR_VOLUME_DIR")): $2; source and clone must share one XFS (reflink=1) or btrfs filesystem"
+  pgr_fail "reflink copy not possible from $1 (filesystem $(pgr_fstype "$1")) to $PGR_VOLUME_DIR (filesystem $(pgr_fstype "$PGR_VOLUME_DIR")): $2; source and clone must share one XFS (reflink=1) or btrfs filesystem (and, on Linux before 5.18, one mount)"
 }
 
 # cp with --reflink; "tolerant" accepts source files that vanish during the copy (a live PGDATA drops
