@@ -28,4 +28,3 @@ export function parseQuantity(text: string): number {
 }
 
 /** Bytes as a quantity the API server keeps as given (plain integer). */
-export const formatBytes = (bytes: number) => String(bytes);
