@@ -8,14 +8,15 @@ import { mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { RunError } from '../src/exec.js';
-import { csiClient, grpc, type CsiClient } from '../test/support/csi-client.js';
-import { startDriverProcess, type DriverProcess } from '../test/support/driver-process.js';
+import { grpc, type CsiClient } from '../test/support/csi-client.js';
+import type { DriverProcess } from '../test/support/driver-process.js';
+import { startStandaloneOnLoopFs } from '../test/support/standalone.js';
 import { checkPgbenchInvariant, freePort, grantBackup, initPrimary, pgBin, postgresUser, startClone, type PgbenchSums, type PgServer } from './postgres.js';
 import { runAs } from './run-as.js';
 import type { Cleanup } from './scenario-cleanup.js';
 import { PgbenchLoad } from './scenario-load.js';
 import { createTls } from './tls.js';
-import { createLoopFs, type LoopFs } from './xfs.js';
+import type { LoopFs } from './xfs.js';
 
 export const NODE = 'scenario-node';
 const KEY = 'pg-reflinker.csi/';
@@ -60,15 +61,8 @@ export interface Scenario {
 export async function setupScenario(opts: ScenarioOptions): Promise<Scenario> {
   const { cleanup, say } = opts;
   say(`XFS (reflink=1) loop filesystem, ${Math.round(opts.fsSizeMb / 1024)} GiB sparse image`);
-  const fs = await createLoopFs({ kind: 'xfs', sizeMb: opts.fsSizeMb });
-  cleanup.add('unmount and remove the loop filesystem', () => fs.teardown());
-  const root = join(fs.mountPoint, 'volumes');
-  await mkdir(root);
-  const socket = join(fs.base, 'csi.sock');
-  const driver = await startDriverProcess(['standalone', '--endpoint', `unix://${socket}`, '--root', root, '--node-id', NODE], socket);
-  cleanup.add('stop the driver', () => driver.stop());
-  const client = csiClient(socket);
-  cleanup.add('close the CSI client', async () => client.close());
+  const { fs, root, socket, driver, client, stop } = await startStandaloneOnLoopFs({ sizeMb: opts.fsSizeMb, node: NODE });
+  cleanup.add('stop the driver, unmount and remove the loop filesystem', stop);
   say(`driver: pg-reflinker standalone on ${socket} (pid ${driver.child.pid})`);
 
   const s: Scenario = { fs, root, driver, client, source: undefined!, pgdata: '', primary: undefined!, init: { seconds: 0, report: '' }, cleanup, say, seq: 0 };

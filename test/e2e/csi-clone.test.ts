@@ -18,10 +18,10 @@ import {
   type PgbenchLoad,
 } from '../../testbed/postgres.js';
 import { createTls } from '../../testbed/tls.js';
-import { createLoopFs, type LoopFs } from '../../testbed/xfs.js';
-import { csiClient, errorOf, grpc, type CsiClient } from '../support/csi-client.js';
-import { startDriverProcess, type DriverProcess } from '../support/driver-process.js';
+import type { LoopFs } from '../../testbed/xfs.js';
+import { errorOf, grpc, type CsiClient } from '../support/csi-client.js';
 import { OPENSSL, POSTGRES, ROOT, XFS, describeWithRealParts } from '../support/requirements.js';
+import { startStandaloneOnLoopFs, type StandaloneOnLoopFs } from '../support/standalone.js';
 
 const NODE = 'e2e-node';
 const mountCap = { mount: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' } };
@@ -34,7 +34,7 @@ interface Published {
 
 describeWithRealParts('clones of a live PostgreSQL through the CSI API (standalone, real XFS, real PostgreSQL 15)', [ROOT, XFS, POSTGRES, OPENSSL], () => {
   let fs: LoopFs;
-  let driver: DriverProcess;
+  let standalone: StandaloneOnLoopFs | undefined;
   let client: CsiClient;
   let primary: PgServer;
   let load: PgbenchLoad | undefined;
@@ -89,11 +89,8 @@ describeWithRealParts('clones of a live PostgreSQL through the CSI API (standalo
   let source: Published;
 
   beforeAll(async () => {
-    fs = await createLoopFs({ kind: 'xfs', sizeMb: 6144 });
-    await mkdir(join(fs.mountPoint, 'volumes'));
-    const socket = join(fs.base, 'csi.sock');
-    driver = await startDriverProcess(['standalone', '--endpoint', `unix://${socket}`, '--root', join(fs.mountPoint, 'volumes'), '--node-id', NODE], socket);
-    client = csiClient(socket);
+    standalone = await startStandaloneOnLoopFs({ sizeMb: 6144, node: NODE });
+    ({ fs, client } = standalone);
     source = await publish(await createVolume({ name: 'source-primary', volume_capabilities: [mountCap] }));
     const tls = await createTls(join(fs.base, 'tls'), { serverKeyOwner: postgresUser() });
     primary = await initPrimary({ volumeDir: source.target, port: await freePort(), socketDir: join(fs.base, 'sock-primary'), logFile: join(fs.base, 'primary.log'), tls });
@@ -105,9 +102,7 @@ describeWithRealParts('clones of a live PostgreSQL through the CSI API (standalo
   afterAll(async () => {
     await load?.stop().catch(() => undefined);
     await primary?.stop().catch(() => undefined);
-    client?.close();
-    await driver?.stop();
-    await fs?.teardown();
+    await standalone?.stop();
   }, 120_000);
 
   it(`makes ${CLONES_UNDER_LOAD} consecutive clones of the primary under write load; each starts with no WAL archive and passes the pgbench invariant and pg_amcheck`, async () => {
@@ -158,21 +153,16 @@ describeWithRealParts('clones of a live PostgreSQL through the CSI API (standalo
 
 describeWithRealParts('clones on a filesystem without reflink', [ROOT, XFS], () => {
   let fs: LoopFs;
-  let driver: DriverProcess;
+  let standalone: StandaloneOnLoopFs | undefined;
   let client: CsiClient;
 
   beforeAll(async () => {
-    fs = await createLoopFs({ kind: 'xfs-noreflink', sizeMb: 512 });
-    await mkdir(join(fs.mountPoint, 'volumes'));
-    const socket = join(fs.base, 'csi.sock');
-    driver = await startDriverProcess(['standalone', '--endpoint', `unix://${socket}`, '--root', join(fs.mountPoint, 'volumes'), '--node-id', NODE], socket);
-    client = csiClient(socket);
+    standalone = await startStandaloneOnLoopFs({ kind: 'xfs-noreflink', sizeMb: 512, node: NODE });
+    ({ fs, client } = standalone);
   }, 120_000);
 
   afterAll(async () => {
-    client?.close();
-    await driver?.stop();
-    await fs?.teardown();
+    await standalone?.stop();
   });
 
   it('answers FAILED_PRECONDITION naming the filesystem and leaves nothing behind', async () => {

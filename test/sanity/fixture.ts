@@ -1,9 +1,8 @@
 import { afterAll, beforeAll } from '@jest/globals';
-import { join } from 'node:path';
-import { csiClient, type CsiClient } from '../support/csi-client.js';
-import { startDriverProcess, type DriverProcess } from '../support/driver-process.js';
-import { mkdir } from 'node:fs/promises';
-import { createLoopFs, type LoopFs } from '../../testbed/xfs.js';
+import type { LoopFs } from '../../testbed/xfs.js';
+import type { CsiClient } from '../support/csi-client.js';
+import type { DriverProcess } from '../support/driver-process.js';
+import { startStandaloneOnLoopFs, type StandaloneOnLoopFs } from '../support/standalone.js';
 
 export const NODE = 'sanity-node-1';
 export const GiB = 1024 ** 3;
@@ -17,25 +16,15 @@ export interface SanityContext {
 
 /** One standalone driver process on a real XFS root for a whole test file. */
 export function useStandaloneDriver(): () => SanityContext {
-  let ctx: SanityContext | undefined;
+  let started: StandaloneOnLoopFs | undefined;
   beforeAll(async () => {
-    const loop = await createLoopFs({ kind: 'xfs', sizeMb: 512 });
-    const fs = { ...loop, root: join(loop.mountPoint, 'volumes') };
-    await mkdir(fs.root);
-    const socket = join(fs.base, 'csi.sock');
-    const driver = await startDriverProcess(
-      ['standalone', '--endpoint', `unix://${socket}`, '--root', fs.root, '--node-id', NODE, '--log-level', 'debug'],
-      socket,
-    );
-    ctx = { fs, driver, client: csiClient(socket) };
+    started = await startStandaloneOnLoopFs({ sizeMb: 512, node: NODE, args: ['--log-level', 'debug'] });
   });
   afterAll(async () => {
-    ctx?.client.close();
-    await ctx?.driver.stop();
-    await ctx?.fs.teardown();
+    await started?.stop();
   });
   return () => {
-    if (!ctx) throw new Error('driver fixture not started');
-    return ctx;
+    if (!started) throw new Error('driver fixture not started');
+    return { fs: { ...started.fs, root: started.root }, driver: started.driver, client: started.client };
   };
 }

@@ -1,6 +1,7 @@
 import type { V1Job } from '@kubernetes/client-node';
 import { ANN_AFTER_FAILURE, ANN_VOLUME_ID, LABEL_MANAGED_BY, LABEL_ROLE, LABEL_VOLUME, MANAGED_BY } from './constants.js';
 import { cleanupJobName, volumeKey } from './names.js';
+import { pinnedJob } from './pinned-job.js';
 import type { KubeSettings } from './settings.js';
 import type { VolumeRef } from '../../volume/id.js';
 
@@ -32,61 +33,46 @@ export function cleanupJobLabels(dir: string): Record<string, string> {
 export function cleanupJob(input: CleanupJobInput): V1Job {
   const prefix = input.hostPathPrefix.replace(/\/+$/, '') || '/';
   const labels = cleanupJobLabels(input.dir);
-  return {
-    apiVersion: 'batch/v1',
-    kind: 'Job',
-    metadata: {
-      name: cleanupJobName(input.dir),
-      namespace: input.namespace,
-      labels,
-      annotations: {
-        [ANN_VOLUME_ID]: input.volumeId,
-        ...(input.afterFailure ? { [ANN_AFTER_FAILURE]: input.afterFailure.slice(0, 2000) } : {}),
-      },
+  return pinnedJob({
+    name: cleanupJobName(input.dir),
+    namespace: input.namespace,
+    labels,
+    annotations: {
+      [ANN_VOLUME_ID]: input.volumeId,
+      ...(input.afterFailure ? { [ANN_AFTER_FAILURE]: input.afterFailure.slice(0, 2000) } : {}),
     },
-    spec: {
-      backoffLimit: 0,
-      completions: 1,
-      parallelism: 1,
-      ttlSecondsAfterFinished: input.ttlSecondsAfterFinished,
-      activeDeadlineSeconds: input.activeDeadlineSeconds,
-      template: {
-        metadata: { labels },
-        spec: {
-          nodeName: input.node,
-          // The cleanup reads the host's mount table (/proc/1/mountinfo) to refuse a volume
-          // that kubelet still has mounted into a pod.
-          hostPID: true,
-          restartPolicy: 'Never',
-          serviceAccountName: input.serviceAccountName,
-          automountServiceAccountToken: false,
-          enableServiceLinks: false,
-          securityContext: { seccompProfile: { type: 'RuntimeDefault' } },
-          containers: [
-            {
-              name: CLEANUP_CONTAINER,
-              image: input.image,
-              // The image's ENTRYPOINT is the pg-reflinker program (node dist/src/main.js).
-              args: ['cleanup', '--root', prefix, '--volume-id', input.volumeId],
-              volumeMounts: [{ name: 'prefix', mountPath: prefix }],
-              // Root, to remove files of any owner (PGDATA is 0700 uid 26); no other privilege.
-              securityContext: {
-                runAsUser: 0,
-                runAsGroup: 0,
-                runAsNonRoot: false,
-                allowPrivilegeEscalation: false,
-                readOnlyRootFilesystem: true,
-                capabilities: { drop: ['ALL'], add: ['DAC_OVERRIDE', 'DAC_READ_SEARCH', 'FOWNER'] },
-              },
-              resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '256Mi' } },
-              terminationMessagePolicy: 'FallbackToLogsOnError',
-            },
-          ],
-          volumes: [{ name: 'prefix', hostPath: { path: prefix, type: 'Directory' } }],
+    node: input.node,
+    serviceAccountName: input.serviceAccountName,
+    ttlSecondsAfterFinished: input.ttlSecondsAfterFinished,
+    activeDeadlineSeconds: input.activeDeadlineSeconds,
+    pod: {
+      // The cleanup reads the host's mount table (/proc/1/mountinfo) to refuse a volume that
+      // kubelet still has mounted into a pod.
+      hostPID: true,
+      securityContext: { seccompProfile: { type: 'RuntimeDefault' } },
+      containers: [
+        {
+          name: CLEANUP_CONTAINER,
+          image: input.image,
+          // The image's ENTRYPOINT is the pg-reflinker program (node dist/src/main.js).
+          args: ['cleanup', '--root', prefix, '--volume-id', input.volumeId],
+          volumeMounts: [{ name: 'prefix', mountPath: prefix }],
+          // Root, to remove files of any owner (PGDATA is 0700 uid 26); no other privilege.
+          securityContext: {
+            runAsUser: 0,
+            runAsGroup: 0,
+            runAsNonRoot: false,
+            allowPrivilegeEscalation: false,
+            readOnlyRootFilesystem: true,
+            capabilities: { drop: ['ALL'], add: ['DAC_OVERRIDE', 'DAC_READ_SEARCH', 'FOWNER'] },
+          },
+          resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '256Mi' } },
+          terminationMessagePolicy: 'FallbackToLogsOnError',
         },
-      },
+      ],
+      volumes: [{ name: 'prefix', hostPath: { path: prefix, type: 'Directory' } }],
     },
-  };
+  });
 }
 
 /** The cleanup Job for a volume, with the driver's settings (DeleteVolume, and after a failed population). */

@@ -18,6 +18,7 @@ import {
   PG_WAL_MOUNT,
 } from './constants.js';
 import { populateJobName, volumeKey } from './names.js';
+import { pinnedJob } from './pinned-job.js';
 
 // The populator Job as data: no API calls here. It runs on the source's node, in the source
 // PVC's namespace (a pod can only mount PVCs of its own namespace).
@@ -218,48 +219,33 @@ export function populateJob(input: PopulateJobInput): V1Job {
     terminationMessagePolicy: 'FallbackToLogsOnError',
   };
 
-  return {
-    apiVersion: 'batch/v1',
-    kind: 'Job',
-    metadata: {
-      name: populateJobName(volume.dir),
-      namespace: source.namespace,
-      labels,
-      annotations: {
-        [ANN_VOLUME_NAME]: volume.name,
-        [ANN_VOLUME_ID]: volume.volumeId,
-        [ANN_CAPACITY]: String(volume.capacityBytes),
-        [ANN_SOURCE_VOLUME_ID]: source.volumeId,
-        [ANN_SOURCE]: `${source.namespace}/${source.pvc}`,
-        [ANN_MODE]: copy.mode,
-        ...(copy.clusterName ? { [ANN_CLUSTER]: copy.clusterName } : {}),
-        ...(input.clonePvc ? { [ANN_CLONE_PVC]: `${input.clonePvc.namespace}/${input.clonePvc.name}` } : {}),
-      },
+  return pinnedJob({
+    name: populateJobName(volume.dir),
+    namespace: source.namespace,
+    labels,
+    annotations: {
+      [ANN_VOLUME_NAME]: volume.name,
+      [ANN_VOLUME_ID]: volume.volumeId,
+      [ANN_CAPACITY]: String(volume.capacityBytes),
+      [ANN_SOURCE_VOLUME_ID]: source.volumeId,
+      [ANN_SOURCE]: `${source.namespace}/${source.pvc}`,
+      [ANN_MODE]: copy.mode,
+      ...(copy.clusterName ? { [ANN_CLUSTER]: copy.clusterName } : {}),
+      ...(input.clonePvc ? { [ANN_CLONE_PVC]: `${input.clonePvc.namespace}/${input.clonePvc.name}` } : {}),
     },
-    spec: {
-      backoffLimit: 0,
-      completions: 1,
-      parallelism: 1,
-      ttlSecondsAfterFinished: input.ttlSecondsAfterFinished,
-      activeDeadlineSeconds: input.activeDeadlineSeconds,
-      template: {
-        metadata: { labels },
-        spec: {
-          nodeName: source.node,
-          restartPolicy: 'Never',
-          serviceAccountName: input.serviceAccountName,
-          automountServiceAccountToken: false,
-          enableServiceLinks: false,
-          terminationGracePeriodSeconds: 30,
-          securityContext: {
-            seccompProfile: { type: 'RuntimeDefault' },
-            ...(online ? { fsGroup: input.gid, fsGroupChangePolicy: 'OnRootMismatch' } : {}),
-          },
-          initContainers: [prepare],
-          containers: [populate],
-          volumes,
-        },
+    node: source.node,
+    serviceAccountName: input.serviceAccountName,
+    ttlSecondsAfterFinished: input.ttlSecondsAfterFinished,
+    activeDeadlineSeconds: input.activeDeadlineSeconds,
+    pod: {
+      terminationGracePeriodSeconds: 30,
+      securityContext: {
+        seccompProfile: { type: 'RuntimeDefault' },
+        ...(online ? { fsGroup: input.gid, fsGroupChangePolicy: 'OnRootMismatch' } : {}),
       },
+      initContainers: [prepare],
+      containers: [populate],
+      volumes,
     },
-  };
+  });
 }
