@@ -12,10 +12,14 @@ describe('populator failure → gRPC status', () => {
   });
 
   it.each([
-    'copy of /var/lib/pg-reflinker/pvc-1/pgdata failed (cp exit 1): cp: error writing: No space left on device',
     'WAL segment 000000010000000000000005 (needed from 0/5000028 to 0/6000100) is missing from /var/lib/pg-reflinker/pvc-2/pgdata/pg_wal: removed before it could be copied',
     'unexpected failure (exit 2) at line 40',
+    'copy of /var/lib/pg-reflinker/pvc-1/pgdata failed (cp exit 1): cp: error reading: Input/output error',
   ])('reports a fault of ours or of the system (INTERNAL), even when a path says pg-reflinker: %s', (reason) => {
     expect(failureStatus(reason)).toBe('INTERNAL');
+  });
+
+  it('a full filesystem is RESOURCE_EXHAUSTED, not a reflink problem', () => {
+    expect(failureStatus('no space left on the clone\'s filesystem: cp: failed to clone: No space left on device')).toBe('RESOURCE_EXHAUSTED');
   });
 });

@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import type { V1Job } from '@kubernetes/client-node';
 import type { CloneState, SourceVolume, VolumeSpec } from '../../controller/backend.js';
-import { cloneContext, failureStatus } from '../../controller/populator/outcome.js';
+import { cloneContext, failureError } from '../../controller/populator/outcome.js';
 import { parsePopulatorFailure, parsePopulatorResult, type PopulatorResult } from '../../controller/populator/result.js';
 import { FAILURE_PREFIX } from '../../controller/populator/script.js';
 import { CsiError, failedPrecondition, internal } from '../../csi/errors.js';
@@ -201,7 +201,7 @@ export class Cloner {
       await this.d.jobs.delete(job);
     }
     const message = `populating ${spec.name} from ${source.description} failed: ${reason}`;
-    return failureStatus(reason) === 'FAILED_PRECONDITION' ? failedPrecondition(message) : internal(message);
+    return failureError(reason, message);
   }
 }
 

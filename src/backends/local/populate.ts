@@ -3,7 +3,7 @@ import { chmod, chown, mkdir, readFile, rm, stat, writeFile } from 'node:fs/prom
 import { join } from 'node:path';
 import { failedPrecondition, internal } from '../../csi/errors.js';
 import type { CloneState, RecordedVolume, SourceVolume, VolumeSpec } from '../../controller/backend.js';
-import { cloneContext, failureStatus } from '../../controller/populator/outcome.js';
+import { cloneContext, failureError } from '../../controller/populator/outcome.js';
 import { libpqConninfo } from '../../controller/populator/conninfo.js';
 import { parsePopulatorFailure, parsePopulatorResult } from '../../controller/populator/result.js';
 import { populatorEnv, renderPopulatorScript } from '../../controller/populator/script.js';
@@ -133,8 +133,7 @@ export class LocalPopulator {
         : 'the population process ended without leaving an exit status';
     this.opts.metrics.clonesTotal.inc({ result: 'failed', mode: job?.mode ?? 'unknown' });
     await this.cleanUp(dir);
-    const code = failureStatus(reason);
-    throw code === 'FAILED_PRECONDITION' ? failedPrecondition(reason) : internal(reason);
+    throw failureError(reason);
   }
 
   private async start(spec: VolumeSpec & { source: SourceVolume }): Promise<void> {

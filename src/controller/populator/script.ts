@@ -29,6 +29,12 @@ export interface PopulatorEnv {
   /** Owner of the result (default 26, CNPG's postgres). The script chowns only when run as root. */
   PGR_UID: string;
   PGR_GID: string;
+  /** The source directory's identity `<st_dev>:<st_ino>` as the caller saw it; the script refuses a source that is not this directory. */
+  PGR_SOURCE_ID?: string;
+  /** `verified`: the caller checked that no server runs on the source's pgdata, so a postmaster.pid in it is stale. */
+  PGR_SERVER_STOPPED?: 'verified';
+  /** plain: `1` when the StorageClass allowed crash-consistent copies of a volume in use. */
+  PGR_CRASH_CONSISTENT?: '1';
   /** Scratch space: the script makes `pgr-populate.XXXXXX/` in it (removed on success, kept with its `log` on failure); default: inside the staging directory. */
   PGR_WORK_DIR?: string;
 }
@@ -44,6 +50,12 @@ export interface PopulatorOptions {
   uid?: number;
   gid?: number;
   workDir?: string;
+  /** `<st_dev>:<st_ino>` of sourceDir as the caller resolved it (pins the source against swaps). */
+  sourceIdentity?: string;
+  /** plain: the caller verified that no server runs on the source (a postmaster.pid there is stale). */
+  serverStopped?: boolean;
+  /** plain: the copy may be crash-consistent (the StorageClass allowed it). */
+  crashConsistent?: boolean;
 }
 
 export const POPULATED_MARKER = '.pgr-populated';
@@ -74,6 +86,12 @@ export function populatorEnv(opts: PopulatorOptions): Record<string, string> {
     env.PGR_SOURCE_DIR = opts.sourceDir;
   }
   if (opts.workDir) env.PGR_WORK_DIR = opts.workDir;
+  if (opts.sourceIdentity !== undefined) {
+    if (!/^[0-9]+:[0-9]+$/.test(opts.sourceIdentity)) throw new Error(`populator source identity ${JSON.stringify(opts.sourceIdentity)} must be <dev>:<ino>`);
+    env.PGR_SOURCE_ID = opts.sourceIdentity;
+  }
+  if (opts.serverStopped) env.PGR_SERVER_STOPPED = 'verified';
+  if (opts.crashConsistent) env.PGR_CRASH_CONSISTENT = '1';
   return env;
 }
 
