@@ -46,13 +46,25 @@ describe('populator script text', () => {
   test('shell results are checked in SQL, never with \\! (whose status psql ignores)', () => {
     expect(session).not.toContain('\\!');
     const steps = session.match(/^\\set ok `.*`$/gm) ?? [];
-    expect(steps).toHaveLength(2);
+    expect(steps).toHaveLength(3); // tablespaces (before the backup), copy-tree, wal
     for (const step of steps) expect(step).toMatch(/&& echo on \|\| echo off`$/);
     expect(session.match(/RAISE EXCEPTION/g)?.length).toBeGreaterThanOrEqual(3);
   });
 
+  test('the server ends the session within a minute of a dead peer', () => {
+    for (const setting of ['tcp_keepalives_idle = 10', 'tcp_keepalives_interval = 5', 'tcp_keepalives_count = 3', 'tcp_user_timeout = 30000']) {
+      expect(session).toContain(`SET ${setting};`);
+    }
+  });
+
+  test('never writes a tablespace_map (it would make the clone recreate links to the source)', () => {
+    expect(session).not.toMatch(/\\o tablespace_map/);
+    expect(script).not.toContain('mv tablespace_map');
+  });
+
   test('copies with reflink, publishes by rename, and cleans staging on exit', () => {
-    expect(script).toContain('--reflink=always "$src/." "$dst/"');
+    // Through the pinned source (the working directory), never through a path that could be swapped.
+    expect(script).toContain('--reflink=always ./. "$dst/"');
     expect(script).toContain('mv -n -T');
     expect(script).toContain('trap pgr_cleanup EXIT');
     expect(script).toContain('stat -f -c %T');

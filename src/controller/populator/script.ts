@@ -109,6 +109,9 @@ const SCRIPT = String.raw`#!/usr/bin/env bash
 #   plain:  a reflink copy of a whole volume directory that no server is using.
 # Success: the result appears in $PGR_VOLUME_DIR by rename; one JSON line on stdout.
 # Failure: nothing left behind; one "pg-reflinker populate: <reason>" line on stderr; exit 1.
+# Everything the source volume and its server say is untrusted: the source is pinned by identity,
+# server values are checked against strict patterns before use, no symlink is written through,
+# and nothing published refers to a path outside the clone.
 set -Eeuo pipefail
 umask 077
 shopt -s nullglob dotglob
@@ -156,11 +159,20 @@ pgr_cp() { # tolerant|strict cp-arguments... (the last two: source, destination)
     return 0
   fi
   if [ -z "$bad" ]; then bad=$(head -n 1 "$PGR_WORK/cp.err"); fi
-  case $bad in
-    *"failed to clone"* | *"Operation not supported"* | *"Invalid cross-device link"* | *"Inappropriate ioctl"*)
-      pgr_reflink_failure "$src" "$bad" ;;
-  esac
+  pgr_copy_failure "$src" "$bad"
   pgr_fail "copy of $src failed (cp exit $rc): \${bad:-no message}"
+}
+
+# What a failed cp said, as the failure it is: a full filesystem and an I/O error are not reflink problems.
+pgr_copy_failure() { # source cp's-message
+  case $2 in
+    *"No space left on device"* | *"Disk quota exceeded"*)
+      pgr_fail "no space left on the clone's filesystem ($(pgr_fstype "$PGR_VOLUME_DIR") at $PGR_VOLUME_DIR) while copying $1: $2" ;;
+    *"Input/output error"*)
+      pgr_fail "I/O error while copying $1: $2" ;;
+    *"failed to clone"* | *"Operation not supported"* | *"Invalid cross-device link"* | *"Inappropriate ioctl"*)
+      pgr_reflink_failure "$1" "$2" ;;
+  esac
 }
 
 # Fails before any work (no backup started) when the destination cannot share extents with the source.
@@ -169,9 +181,144 @@ pgr_probe_reflink() { # source-file-or-dir destination-dir
   if [ -d "$file" ]; then file=$(find "$1" -type f -size +0 -print -quit 2>/dev/null || true); fi
   if [ -z "$file" ]; then return 0; fi
   if ! cp --reflink=always "$file" "$2/.pgr-reflink-probe" 2>"$PGR_WORK/probe.err" 3>&- 4>&-; then
+    pgr_copy_failure "$(dirname "$file")" "$(head -n 1 "$PGR_WORK/probe.err")"
     pgr_reflink_failure "$(dirname "$file")" "$(head -n 1 "$PGR_WORK/probe.err")"
   fi
   rm -f "$2/.pgr-reflink-probe"
+}
+
+# ---- the source, pinned: checked once, then only read through the working directory ----
+
+pgr_id() { stat -c '%d:%i' -- "$1"; }
+
+# Main process, once: the source must be a real directory (never a symlink) and, when the caller
+# resolved it (PGR_SOURCE_ID), that very directory.
+pgr_pin_source() { # dir
+  local id
+  if [ -L "$1" ]; then pgr_fail "refusing to clone: source $1 is a symbolic link"; fi
+  if [ ! -d "$1" ]; then pgr_fail "source $1 is not a directory"; fi
+  id=$(pgr_id "$1")
+  if [ -n "\${PGR_SOURCE_ID:-}" ] && [ "$id" != "$PGR_SOURCE_ID" ]; then
+    pgr_fail "refusing to clone: source $1 is not the directory the driver resolved (device:inode $id, not $PGR_SOURCE_ID); it was replaced"
+  fi
+  PGR_SOURCE_ROOT=$1 PGR_SOURCE_PINNED=$id
+  export PGR_SOURCE_ROOT PGR_SOURCE_PINNED
+}
+
+# Makes the pinned source the working directory; reads then go through "." and cannot be redirected
+# by a link swapped in later.
+pgr_enter_source() {
+  cd -P -- "$PGR_SOURCE_ROOT" 2>/dev/null || pgr_fail "refusing to clone: source $PGR_SOURCE_ROOT is gone"
+  if [ "$(pgr_id .)" != "$PGR_SOURCE_PINNED" ]; then pgr_fail "refusing to clone: source $PGR_SOURCE_ROOT was replaced during the population"; fi
+}
+
+# ---- tablespaces: a clone never shares its source's ----
+
+# The path inside the source volume of the directory a pg_tblspc link leads to, found by walking up
+# from it until the volume's own directory (so bind mounts and any spelling of the path agree).
+# Prints the path, or why it cannot be copied (exit 1). Run it in a subshell: it changes directory.
+pgr_place_in_volume() { # link volume-id
+  local depth phys i rel=
+  local -a parts
+  cd -P -- "$1" 2>/dev/null || { echo "not reachable from the populator"; return 1; }
+  phys=$(pwd -P)
+  for ((depth = 0; depth < 64; depth++)); do
+    if [ "$(pgr_id .)" = "$2" ]; then break; fi
+    if [ "$(pwd -P)" = / ]; then echo "outside the source volume"; return 1; fi
+    cd -P .. || return 1
+  done
+  if ((depth == 0 || depth >= 64)); then echo "not a directory inside the source volume"; return 1; fi
+  if [[ $phys == *$'\n'* ]]; then echo "a path the populator does not handle"; return 1; fi
+  IFS=/ read -r -a parts <<<"$phys"
+  for ((i = \${#parts[@]} - depth; i < \${#parts[@]}; i++)); do rel+=\${rel:+/}\${parts[i]}; done
+  if ! [[ $rel =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_.-]+)*$ ]] || [[ /$rel/ == */../* || /$rel/ == */./* ]] ||
+    [[ $rel == pgdata || $rel == pgdata/pg_tblspc* || $rel == work || $rel == work/* || $rel == result.json || $rel == volume || $rel == volume/* ]]; then
+    echo "inside the volume at $rel, a path the populator does not handle"
+    return 1
+  fi
+  echo "$rel"
+}
+
+# Run with the pinned source as working directory. Every tablespace link of the source's PGDATA
+# must lead inside the source volume: such tablespaces are recorded as "oid device:inode path" in
+# $PGR_WORK/tablespaces (the clone mirrors the path); any other refuses the clone, by name where
+# $PGR_WORK/tablespace-names ("oid name" lines from the server) has one.
+pgr_check_tablespaces() { # pgdata (relative) volume-id
+  local e oid target place name refused=
+  : >"$PGR_WORK/tablespaces"
+  if [ -L "$1" ]; then pgr_fail "refusing to clone: $1 in the source volume is a symbolic link"; fi
+  for e in "$1"/pg_tblspc/*; do
+    oid=\${e##*/}
+    if ! [[ $oid =~ ^[0-9]{1,10}$ ]]; then refused+="; unexpected entry pg_tblspc/$oid"; continue; fi
+    if [ ! -L "$e" ] && [ -d "$e" ]; then continue; fi # in place: copied with the data directory
+    if [ ! -L "$e" ]; then refused+="; unexpected entry pg_tblspc/$oid"; continue; fi
+    target=$(readlink -- "$e")
+    name=$(grep -m 1 "^$oid " "$PGR_WORK/tablespace-names" 2>/dev/null | cut -d ' ' -f 2- || true)
+    name="tablespace \${name:+\"$name\" }(oid $oid)"
+    if place=$(pgr_place_in_volume "$e" "$2"); then
+      printf '%s %s %s\n' "$oid" "$(cd -P -- "$e" && pgr_id .)" "$place" >>"$PGR_WORK/tablespaces"
+    else
+      refused+="; $name at $target: $place"
+    fi
+  done
+  if [ -n "$refused" ]; then
+    pgr_fail "refusing to clone: the source has tablespaces a clone cannot copy (\${refused#; }). A clone copies only tablespaces that lie inside the source's volume; one that kept a link to the source's tablespace would write into the source's files. Move such tablespaces into the source's volume, or clone a source without them"
+  fi
+}
+
+# Gives the staged PGDATA its own copies of the source's tablespaces: each link becomes the relative
+# link "../../<path>", to the same place inside the clone's volume. "copy" also copies the data
+# (online: only PGDATA was copied); "link" only relinks (plain: the whole volume was copied).
+# Run with the pinned source as working directory.
+pgr_relink_tablespaces() { # pgdata (relative) staged-pgdata staged-volume copy|link
+  local oid id rel
+  while read -r oid id rel; do
+    if [ "$4" = copy ] && [[ $rel != pgdata/* ]]; then
+      cd -P -- "$1/pg_tblspc/$oid" 2>/dev/null || pgr_fail "tablespace oid $oid vanished during the copy"
+      if [ "$(pgr_id .)" != "$id" ]; then pgr_fail "refusing to clone: tablespace oid $oid was replaced during the copy"; fi
+      mkdir -p -- "$3/$rel"
+      pgr_chown_path "$3" "$rel"
+      pgr_cp tolerant -a --reflink=always ./. "$3/$rel/"
+      pgr_enter_source
+    fi
+    rm -f -- "$2/pg_tblspc/$oid"
+    ln -s -- "../../$rel" "$2/pg_tblspc/$oid"
+  done <"$PGR_WORK/tablespaces"
+}
+
+# After pg_backup_stop: every tablespace in the backup's map must be one that was copied.
+pgr_check_tablespace_map() { # has-map oids
+  local oid
+  if ! [[ $2 =~ ^[0-9\ ]*$ ]]; then pgr_fail "the server returned a malformed tablespace map"; fi
+  if [ "$1" = t ] && [ -z "\${2// /}" ]; then pgr_fail "the server returned a tablespace map that names no tablespace"; fi
+  for oid in $2; do
+    if ! grep -q "^$oid " "$PGR_WORK/tablespaces"; then
+      pgr_fail "refusing to publish the clone: the backup's tablespace map names tablespace oid $oid, which was not there when the copy began (created during the copy); nothing was published"
+    fi
+  done
+}
+
+# Nothing published may lead outside the clone: every symbolic link must be relative and lead, as
+# written and as the kernel resolves it, to a place inside the staged result.
+pgr_audit_links() { # staged-root [excluded-subdirectory]
+  local root l target lexical physical
+  root=$(realpath -e -- "$1")
+  while IFS= read -r -d '' l; do
+    target=$(readlink -- "$l")
+    lexical=$(realpath -m -s -- "$(dirname -- "$l")/$target")
+    physical=$(realpath -e -- "$l" 2>/dev/null || true)
+    if [[ $target == /* || $lexical != "$physical" || $lexical != "$root"/* ]]; then
+      pgr_fail "refusing to clone: \${l#"$root"/} is a symbolic link to $target, which leads outside the clone (a clone never refers to its source's files; CloudNativePG's walStorage and tablespaces on other volumes cannot be copied)"
+    fi
+  done < <(find "$root" -path "$root/\${2:-/}" -prune -o -type l -print0)
+}
+
+# Values from the server are checked before any use (bash arithmetic would execute "$(...)" in them).
+pgr_check_lsn() { [[ $2 =~ ^[0-9A-F]{1,8}/[0-9A-F]{1,8}$ ]] || pgr_fail "the server returned a malformed $1: '$2'"; }
+pgr_check_number() { [[ $2 =~ ^[0-9]{1,10}$ ]] || pgr_fail "the server returned a malformed $1: '$2'"; }
+pgr_check_segsize() {
+  pgr_check_number wal_segment_size "$1"
+  if (($1 < 1048576 || $1 > 1073741824 || ($1 & ($1 - 1)) != 0)); then pgr_fail "the server returned an impossible wal_segment_size: $1"; fi
 }
 
 # ---- steps: run by psql (\set x \`...\`) inside the backup session, as "bash $PGR_STEPS <step>" ----
@@ -183,6 +330,7 @@ pgr_step() {
   trap 'rm -f "$PGR_WORK/step.pid"' EXIT
   trap 'if [ -n "$PGR_CP_PID" ]; then kill "$PGR_CP_PID" 2>/dev/null || true; fi; exit 143' TERM INT HUP
   case $1 in
+    tablespaces) pgr_enter_source && pgr_check_tablespaces . "$(pgr_id ..)" ;;
     copy-tree) pgr_step_copy_tree ;;
     wal) pgr_step_wal ;;
     *) pgr_fail "unknown step $1" ;;
@@ -190,11 +338,13 @@ pgr_step() {
 }
 
 pgr_step_copy_tree() {
-  local t0 src=$PGR_SOURCE_PGDATA dst=$PGR_STAGE/pgdata
+  local t0 dst=$PGR_STAGE/pgdata
   t0=$(date +%s%N)
-  pgr_cp tolerant -a --reflink=always "$src/." "$dst/"
+  pgr_enter_source
+  pgr_cp tolerant -a --reflink=always ./. "$dst/"
+  pgr_relink_tablespaces . "$dst" "$PGR_STAGE" copy
   # pg_control last, as basebackup.c does: on a standby its minRecoveryPoint is the end of the backup.
-  pgr_cp strict -a --reflink=always "$src/global/pg_control" "$dst/global/pg_control"
+  pgr_cp strict -a --reflink=always ./global/pg_control "$dst/global/pg_control"
   echo $(($(date +%s%N) - t0)) >"$PGR_WORK/copy.ns"
 }
 
@@ -202,22 +352,29 @@ pgr_step_copy_tree() {
 # (the copy made with the tree is too early), any timeline, plus history files; marked .done so the
 # clone never archives the source's WAL.
 pgr_step_wal() {
-  local t0 seg=$PGR_WAL_SEGSIZE per first last src=$PGR_SOURCE_PGDATA/pg_wal dst=$PGR_STAGE/pgdata/pg_wal
+  local t0 seg=$PGR_WAL_SEGSIZE per first last src=./pg_wal dst=$PGR_STAGE/pgdata/pg_wal summaries=
   local f n segno name
   local -a files=()
   t0=$(date +%s%N)
+  pgr_check_segsize "$seg"
+  pgr_check_lsn "start LSN" "$PGR_START_LSN"
+  pgr_check_lsn "stop LSN" "$PGR_STOP_LSN"
+  pgr_check_number timeline "$PGR_TIMELINE"
+  pgr_enter_source
   per=$((0x100000000 / seg))
   first=$(($(pgr_lsn "$PGR_START_LSN") / seg))
   last=$((($(pgr_lsn "$PGR_STOP_LSN") - 1) / seg))
   if ((last < first)); then last=$first; fi
-  # A symlinked pg_wal (CNPG walStorage) becomes a real directory in the clone.
-  if [ -L "$dst" ]; then rm -f "$dst"; fi
-  mkdir -p "$dst/archive_status"
-  find "$dst" -mindepth 1 -maxdepth 1 ! -name archive_status ! -name summaries -exec rm -rf -- {} +
-  find "$dst/archive_status" -mindepth 1 -delete
-  if [ -d "$dst/summaries" ]; then find "$dst/summaries" -mindepth 1 -delete; fi
+  # A symlinked pg_wal (CNPG walStorage) becomes a real directory in the clone, and so do its
+  # subdirectories: nothing below is ever written through a link.
+  if [ -L "$dst" ] || [ ! -d "$dst" ]; then rm -rf -- "$dst"; mkdir -- "$dst"; fi
+  if [ -d "$dst/summaries" ] && [ ! -L "$dst/summaries" ]; then summaries=1; fi
+  find "$dst" -mindepth 1 -maxdepth 1 -exec rm -rf -- {} +
+  mkdir -- "$dst/archive_status"
+  if [ -n "$summaries" ]; then mkdir -- "$dst/summaries"; fi
   for f in "$src"/*; do
     n=\${f##*/}
+    if [ -L "$f" ] || [ ! -f "$f" ]; then continue; fi
     if [[ $n =~ ^[0-9A-F]{24}$ ]]; then
       segno=$((16#\${n:8:8} * per + 16#\${n:16:8}))
       if ((segno >= first && segno <= last)); then files+=("$f"); fi
@@ -230,13 +387,31 @@ pgr_step_wal() {
   for ((segno = first; segno <= last; segno++)); do
     name=$(printf '%08X%08X' $((segno / per)) $((segno % per)))
     if ! compgen -G "$dst/????????$name" >/dev/null; then
-      pgr_fail "WAL segment $(printf '%08X' "$PGR_TIMELINE")$name (needed from $PGR_START_LSN to $PGR_STOP_LSN) is missing from $src: removed before it could be copied"
+      pgr_fail "WAL segment $(printf '%08X' "$PGR_TIMELINE")$name (needed from $PGR_START_LSN to $PGR_STOP_LSN) is missing from $PGR_SOURCE_PGDATA/pg_wal: removed before it could be copied"
     fi
   done
   for f in "$dst"/*; do
     if [ -f "$f" ]; then : >"$dst/archive_status/\${f##*/}.done"; fi
   done
+  pgr_check_tablespace_records "$dst"
   echo $(($(date +%s%N) - t0)) >"$PGR_WORK/wal.ns"
+}
+
+# A tablespace created or dropped between pg_backup_start and pg_backup_stop is replayed by the clone
+# at the path the source used: the clone's recovery would make links to, and remove, the source's
+# tablespace directories. The backup's own WAL says whether that happened.
+pgr_check_tablespace_records() { # copied-pg_wal
+  local out
+  if ! command -v pg_waldump >/dev/null; then
+    echo "pg_waldump not found: tablespace changes during the copy are checked by the tablespace list only" >&2
+    return 0
+  fi
+  if ! out=$(pg_waldump --path="$1" --timeline="$PGR_TIMELINE" --start="$PGR_START_LSN" --end="$PGR_STOP_LSN" --rmgr=Tablespace 2>&1); then
+    pgr_fail "could not read the backup's WAL from $PGR_START_LSN to $PGR_STOP_LSN to check it for tablespace changes: $(printf '%s' "$out" | tail -n 1)"
+  fi
+  if grep -q '^rmgr: Tablespace' <<<"$out"; then
+    pgr_fail "refusing to publish the clone: a tablespace was created or dropped during the copy ($(grep -m 1 '^rmgr: Tablespace' <<<"$out" | sed 's/.*desc: //')); the clone would replay it at the source's path. Nothing was published; try again"
+  fi
 }
 
 # ---- main process ----
@@ -274,6 +449,17 @@ pgr_is_root() { [ "$(id -u)" = 0 ]; }
 
 pgr_chown() { if pgr_is_root; then chown "$PGR_UID:$PGR_GID" "$@"; fi; }
 
+# Every directory of a relative path under a base (made by this script) goes to the clone's owner.
+pgr_chown_path() { # base relative-path
+  local path=$1 part
+  local -a parts
+  IFS=/ read -r -a parts <<<"$2"
+  for part in "\${parts[@]}"; do
+    path+=/$part
+    pgr_chown "$path"
+  done
+}
+
 pgr_write_steps() {
   {
     echo 'set -Eeuo pipefail'
@@ -293,15 +479,20 @@ pgr_clean_pgdata() {
     "$p/backup_label" "$p/backup_label.old" "$p/tablespace_map" "$p/tablespace_map.old" "$p/backup_manifest" \
     "$p/postgresql.auto.conf.tmp" "$p/current_logfiles.tmp"
   for d in pg_replslot pg_stat_tmp pg_dynshmem pg_notify pg_serial pg_snapshots pg_subtrans; do
-    if [ -d "$p/$d" ]; then find "$p/$d" -mindepth 1 -delete; fi
+    if [ -L "$p/$d" ]; then
+      rm -f -- "$p/$d"
+      mkdir -m 0700 -- "$p/$d"
+    elif [ -d "$p/$d" ]; then
+      find "$p/$d" -mindepth 1 -delete
+    fi
   done
   find "$p" \( -name 'pgsql_tmp*' -prune -exec rm -rf -- {} + \) \
     -o \( -type f -name 'pg_internal.init*' -exec rm -f -- {} + \) \
     -o \( -type s -name '.s.PGSQL.*' -exec rm -f -- {} + \)
 }
 
-pgr_count() { # dir -> "files bytes"
-  echo "$(find "$1" -type f | wc -l) $(du -sb "$1" | cut -f1)"
+pgr_count() { # dirs... -> "files bytes"
+  echo "$(find "$@" -type f | wc -l) $(du -scb "$@" | tail -n 1 | cut -f1)"
 }
 
 pgr_publish_marker() { # json
@@ -343,8 +534,15 @@ pgr_psql_failure() { # psql's exit status
 pgr_write_session() {
   cat >"$PGR_WORK/session.sql" <<'SQL'
 \set QUIET on
+\pset tuples_only on
+\pset format unaligned
 SET client_min_messages = warning;
 SET statement_timeout = 0;
+-- The server ends this session (and with it the backup and the slot) within a minute of a dead peer.
+SET tcp_keepalives_idle = 10;
+SET tcp_keepalives_interval = 5;
+SET tcp_keepalives_count = 3;
+SET tcp_user_timeout = 30000;
 SELECT current_setting('server_version_num')::int AS server_version_num,
        current_setting('server_version_num')::int >= 130000 AS supported,
        current_setting('server_version_num')::int >= 140000 AS pg14,
@@ -363,6 +561,16 @@ DO $$BEGIN RAISE EXCEPTION 'PostgreSQL % is not supported (13 or later)', curren
 \endif
 \if :pg14
 SET idle_session_timeout = 0;
+\endif
+-- Tablespaces a clone cannot copy refuse it before any backup starts.
+\o tablespace-names
+SELECT oid::text || ' ' || regexp_replace(spcname, '[^[:alnum:]_.-]', '?', 'g')
+  FROM pg_catalog.pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global');
+\o
+\set ok \`bash "$PGR_STEPS" tablespaces && echo on || echo off\`
+\if :ok
+\else
+DO $$BEGIN RAISE EXCEPTION 'pg-reflinker: the source has tablespaces a clone cannot copy'; END$$;
 \endif
 -- Created before the backup starts, so that no WAL it needs can be recycled; dropped with the session.
 SELECT slot_name AS slot_created FROM pg_catalog.pg_create_physical_replication_slot(:'slot', true, true) \gset
@@ -387,6 +595,9 @@ SELECT lsn AS stop_lsn, coalesce(labelfile, '') AS labelfile, coalesce(spcmapfil
   FROM pg_catalog.pg_stop_backup(false, false) \gset
 \endif
 SELECT :'spcmap' <> '' AS has_spcmap,
+       (SELECT coalesce(string_agg(m[1], ' '), '') FROM regexp_matches(:'spcmap', '^([0-9]+) ', 'gn') AS m) AS spc_oids,
+       (SELECT coalesce(string_agg(oid::text, ' ' ORDER BY oid), '') FROM pg_catalog.pg_tablespace
+         WHERE spcname NOT IN ('pg_default', 'pg_global')) AS spc_after,
        coalesce(substring(:'labelfile' from 'START TIMELINE: ([0-9]+)'), '0') AS timeline \gset
 \setenv PGR_START_LSN :start_lsn
 \setenv PGR_STOP_LSN :stop_lsn
@@ -397,16 +608,15 @@ SELECT :'spcmap' <> '' AS has_spcmap,
 \else
 DO $$BEGIN RAISE EXCEPTION 'pg-reflinker: the WAL copy failed'; END$$;
 \endif
--- Byte-exact: qecho -n adds nothing (a SELECT would append a newline).
+-- Byte-exact: qecho -n adds nothing (a SELECT would append a newline). No tablespace_map: the
+-- clone's tablespace links already lead to its own copies (PostgreSQL would recreate the source's).
 \o backup_label
 \qecho -n :labelfile
 \o
-\if :has_spcmap
-\o tablespace_map
-\qecho -n :spcmap
-\o
-\endif
 \o session.env
+\qecho has_spcmap=:has_spcmap
+\qecho spc_oids=:spc_oids
+\qecho spc_after=:spc_after
 \qecho start_lsn=:start_lsn
 \qecho stop_lsn=:stop_lsn
 \qecho timeline=:timeline
@@ -418,7 +628,7 @@ SQL
 }
 
 pgr_online() {
-  local src=$PGR_SOURCE_PGDATA p=$PGR_STAGE/pgdata slot rc=0 start_lsn stop_lsn timeline t_start t_started from files bytes count
+  local src=$PGR_SOURCE_PGDATA p=$PGR_STAGE/pgdata slot rc=0 start_lsn stop_lsn timeline t_start t_started from files bytes count rel
   if [ "$(stat -c %u "$src")" != "$PGR_UID" ]; then
     pgr_fail "source PGDATA $src is owned by uid $(stat -c %u "$src"), not PGR_UID=$PGR_UID"
   fi
@@ -443,20 +653,30 @@ pgr_online() {
   t_start=$(sed -n 's/^t_start=//p' session.env)
   t_started=$(sed -n 's/^t_started=//p' session.env)
   from=$(sed -n 's/^BACKUP FROM: //p' backup_label)
+  pgr_check_lsn "start LSN" "$start_lsn"
+  pgr_check_lsn "stop LSN" "$stop_lsn"
+  pgr_check_number timeline "$timeline"
+  if ! [[ $from =~ ^(primary|standby)$ ]]; then pgr_fail "the server returned a malformed backup label (BACKUP FROM: '$from')"; fi
+  if ! [[ $t_start =~ ^[0-9]+$ && $t_started =~ ^[0-9]+$ ]]; then pgr_fail "the psql session recorded no timings"; fi
+  pgr_check_tablespace_map "$(sed -n 's/^has_spcmap=//p' session.env)" "$(sed -n 's/^spc_oids=//p' session.env)"
+  if [ "$(sed -n 's/^spc_after=//p' session.env)" != "$(cut -d ' ' -f 1 tablespace-names | sort -n | paste -s -d ' ')" ]; then
+    pgr_fail "refusing to publish the clone: the source's tablespaces changed during the copy; nothing was published; try again"
+  fi
 
   pgr_clean_pgdata "$p"
   mv backup_label "$p/backup_label"
-  if [ -s tablespace_map ]; then
-    mv tablespace_map "$p/tablespace_map"
-    # PostgreSQL recreates the links from tablespace_map; until then none points at the source's data.
-    find "$p/pg_tblspc" -mindepth 1 -maxdepth 1 -type l -delete
-    pgr_chown "$p/tablespace_map"
-  fi
   pgr_chown "$PGR_VOLUME_DIR" "$p" "$p/backup_label"
   if pgr_is_root; then chown -R "$PGR_UID:$PGR_GID" "$p/pg_wal"; fi
   chmod 0700 "$p"
-  read -r files bytes <<<"$(pgr_count "$p")"
+  pgr_audit_links "$PGR_STAGE" work
+  # Tablespaces copied from elsewhere in the source volume keep their place in the clone's volume.
+  local -a tops=()
+  while read -r _ _ rel; do
+    if [[ $rel != pgdata/* && " \${tops[*]} " != *" \${rel%%/*} "* ]]; then tops+=("\${rel%%/*}"); fi
+  done <"$PGR_WORK/tablespaces"
+  read -r files bytes <<<"$(pgr_count "$p" "\${tops[@]/#/$PGR_STAGE/}")"
   sync -f "$p"
+  for rel in "\${tops[@]}"; do pgr_rename_into_place "$PGR_STAGE/$rel" "$PGR_VOLUME_DIR/$rel"; done
   pgr_rename_into_place "$p" "$PGR_VOLUME_DIR/pgdata"
   pgr_publish_marker "$(printf '{"mode":"online","label":"%s","startLsn":"%s","stopLsn":"%s","timeline":%d,"backupFrom":"%s","files":%d,"bytes":%d,"seconds":%s,"checkpointSeconds":%s,"copySeconds":%s,"walSeconds":%s}' \
     "$PGR_LABEL" "$start_lsn" "$stop_lsn" "$timeline" "$from" "$files" "$bytes" \
@@ -465,13 +685,26 @@ pgr_online() {
 }
 
 pgr_plain() {
-  local src=$PGR_SOURCE_DIR v=$PGR_STAGE/volume e t0 copy_ns files bytes
+  local src=$PGR_SOURCE_DIR v=$PGR_STAGE/volume e t0 copy_ns files bytes pid
   pgr_probe_reflink "$src" "$PGR_STAGE"
   mkdir "$v"
+  pgr_enter_source
+  # A plain copy is of a stopped database only: a postmaster.pid may name a running server, which
+  # only the caller can rule out (or the StorageClass's consent to a crash-consistent copy waives).
+  if [ -e pgdata/postmaster.pid ] || [ -L pgdata/postmaster.pid ]; then
+    if [ "\${PGR_SERVER_STOPPED:-}" != verified ] && [ "\${PGR_CRASH_CONSISTENT:-}" != 1 ]; then
+      pid=$(head -c 20 pgdata/postmaster.pid 2>/dev/null | head -n 1 | tr -cd '0-9')
+      pgr_fail "refusing a plain copy: pgdata/postmaster.pid in the source volume names a server (pid \${pid:-?}) that may still be running, so a copy could be inconsistent; stop the server cleanly (a clean shutdown removes postmaster.pid) or clone it while it runs"
+    fi
+  fi
+  if [ -d pgdata ] || [ -L pgdata ]; then pgr_check_tablespaces pgdata "$PGR_SOURCE_PINNED"; else : >"$PGR_WORK/tablespaces"; fi
   t0=$(date +%s%N)
-  pgr_cp tolerant -a --reflink=always "$src/." "$v/"
+  pgr_cp tolerant -a --reflink=always ./. "$v/"
   copy_ns=$(($(date +%s%N) - t0))
-  rm -rf -- "$v/.pgr-staging" "$v/.pgr-populated"
+  rm -rf -- "$v/.pgr-staging" "$v/.pgr-populated" "$v/pgdata/postmaster.pid" "$v/pgdata/postmaster.opts"
+  pgr_relink_tablespaces pgdata "$v/pgdata" "$v" link
+  cd /
+  pgr_audit_links "$v"
   read -r files bytes <<<"$(pgr_count "$v")"
   pgr_chown "$PGR_VOLUME_DIR"
   sync -f "$v"
@@ -501,6 +734,8 @@ pgr_main() {
   elif [ -z "\${PGR_SOURCE_DIR:-}" ] || [ ! -d "$PGR_SOURCE_DIR" ]; then
     pgr_fail "source volume directory '\${PGR_SOURCE_DIR:-}' does not exist"
   fi
+  if [ -n "\${PGR_SOURCE_ID:-}" ] && ! [[ $PGR_SOURCE_ID =~ ^[0-9]+:[0-9]+$ ]]; then pgr_fail "PGR_SOURCE_ID must be <device>:<inode>"; fi
+  if [ "$PGR_MODE" = online ]; then pgr_pin_source "$PGR_SOURCE_PGDATA"; else pgr_pin_source "$PGR_SOURCE_DIR"; fi
   if ! pgr_is_root && [ "$(id -u)" != "$PGR_UID" ]; then
     pgr_fail "running as uid $(id -u), which can produce files owned by uid $PGR_UID only as root"
   fi
