@@ -298,6 +298,27 @@ describe('CreateVolume clones with the Kubernetes backend', () => {
     expect(err.code).toBe(status.ALREADY_EXISTS);
   });
 
+  test('a clone name that cannot be a backup label: INVALID_ARGUMENT before any API request', async () => {
+    const { source, ctl } = await setup();
+    for (const name of ['my clone', '-starts-with-dash', `pvc-${'x'.repeat(240)}`, "pvc-1'; DROP"]) {
+      const before = api.requests.length;
+      const err = await errorOf(ctl.call('CreateVolume', cloneRequest(name, source.volumeId, { clonePvc: { namespace: 'db', name: 'pg-clone-1' } })));
+      expect(err.code).toBe(status.INVALID_ARGUMENT);
+      expect(err.details).toMatch(/volume name .* cannot be used as a backup label/);
+      expect(api.requests.length).toBe(before);
+    }
+    expect(api.list('jobs.batch')).toHaveLength(0);
+  });
+
+  test('a clone PVC parameter that is no object name: INVALID_ARGUMENT, no Job, no Event', async () => {
+    const { source, clone, ctl } = await setup();
+    const err = await errorOf(ctl.call('CreateVolume', cloneRequest(clone.name, source.volumeId, { clonePvc: { namespace: 'db', name: 'Not/A PVC' } })));
+    expect(err.code).toBe(status.INVALID_ARGUMENT);
+    expect(err.details).toMatch(/do not name a PVC/);
+    expect(api.list('jobs.batch')).toHaveLength(0);
+    expect(api.list('events')).toHaveLength(0);
+  });
+
   test('the API server is unreachable: UNAVAILABLE (the sidecar retries in the background)', async () => {
     const { ctl, request } = await setup();
     api.intercept = () => new ApiError(503, 'ServiceUnavailable', 'etcd is down');

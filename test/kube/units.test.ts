@@ -111,6 +111,27 @@ describe('API errors as CSI statuses', () => {
   });
 });
 
+describe('errors that are not API answers', () => {
+  const codeOf = (err: unknown) => (toCsiError(err, 'doing') as CsiError).code;
+
+  test('network failures are UNAVAILABLE (the sidecar retries)', () => {
+    const withCode = (message: string, code: string) => Object.assign(new Error(message), { code });
+    expect(codeOf(withCode('connect ECONNREFUSED 127.0.0.1:6443', 'ECONNREFUSED'))).toBe(status.UNAVAILABLE);
+    expect(codeOf(withCode('read ECONNRESET', 'ECONNRESET'))).toBe(status.UNAVAILABLE);
+    expect(codeOf(withCode('connect ETIMEDOUT 10.0.0.1:443', 'ETIMEDOUT'))).toBe(status.UNAVAILABLE);
+    expect(codeOf(withCode('getaddrinfo EAI_AGAIN kubernetes.default.svc', 'EAI_AGAIN'))).toBe(status.UNAVAILABLE);
+    expect(codeOf(new Error('socket hang up'))).toBe(status.UNAVAILABLE);
+    expect(codeOf(new TypeError('fetch failed', { cause: withCode('connect ECONNREFUSED', 'ECONNREFUSED') }))).toBe(status.UNAVAILABLE);
+  });
+
+  test('our own bugs and bad input are INTERNAL, not retried forever as UNAVAILABLE', () => {
+    expect(codeOf(new TypeError("Cannot read properties of undefined (reading 'name')"))).toBe(status.INTERNAL);
+    expect(codeOf(new Error('populator label "a b" must match /x/'))).toBe(status.INTERNAL);
+    expect(codeOf(new SyntaxError('Unexpected token } in JSON at position 3'))).toBe(status.INTERNAL);
+    expect(codeOf('a thrown string')).toBe(status.INTERNAL);
+  });
+});
+
 describe('RBAC', () => {
   test('the controller reads no Secrets and holds no wildcard', () => {
     for (const rule of CONTROLLER_RBAC_RULES) {

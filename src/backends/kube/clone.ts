@@ -4,7 +4,7 @@ import type { CloneState, SourceVolume, VolumeSpec } from '../../controller/back
 import { cloneContext, failureError } from '../../controller/populator/outcome.js';
 import { parsePopulatorFailure, parsePopulatorResult, type PopulatorResult } from '../../controller/populator/result.js';
 import { FAILURE_PREFIX } from '../../controller/populator/script.js';
-import { CsiError, failedPrecondition, internal } from '../../csi/errors.js';
+import { CsiError, failedPrecondition, internal, invalidArgument } from '../../csi/errors.js';
 import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
 import type { VolumeRef } from '../../volume/id.js';
@@ -14,7 +14,7 @@ import { ANN_AFTER_FAILURE, ANN_CLUSTER, ANN_MODE, ANN_RESULT, ANN_VOLUME_ID, PA
 import { planCopy, type CopyPlan } from './copy-plan.js';
 import type { EventRecorder } from './events.js';
 import { Jobs, isFinished, jobAgeSeconds, jobPhase, podVerdict } from './jobs.js';
-import { cleanupJobName, populateJobName } from './names.js';
+import { cleanupJobName, isNamespaceName, isObjectName, populateJobName } from './names.js';
 import { POPULATE_CONTAINER, populateJob } from './populate-job.js';
 import type { KubeSettings } from './settings.js';
 import { describeSource, isKubeSource, type KubeSourceVolume } from './source.js';
@@ -39,7 +39,12 @@ type CloneSpec = VolumeSpec & { source: SourceVolume };
 export function clonePvcOf(parameters: Record<string, string>): { namespace: string; name: string } | undefined {
   const namespace = parameters[PARAM_PVC_NAMESPACE];
   const name = parameters[PARAM_PVC_NAME];
-  return namespace && name ? { namespace, name } : undefined;
+  if (!namespace || !name) return undefined;
+  // They name objects we read and Events we create: never let them reach an API path unchecked.
+  if (!isNamespaceName(namespace) || !isObjectName(name)) {
+    throw invalidArgument(`parameters ${PARAM_PVC_NAMESPACE}=${JSON.stringify(namespace.slice(0, 100))} and ${PARAM_PVC_NAME}=${JSON.stringify(name.slice(0, 300))} do not name a PVC`);
+  }
+  return { namespace, name };
 }
 
 const annotation = (job: V1Job, key: string) => job.metadata?.annotations?.[key];

@@ -37,3 +37,5 @@ export function uidFromVolumeName(name: string): string | undefined {
 const DNS_SUBDOMAIN_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 export const isObjectName = (name: string) => name.length <= 253 && DNS_SUBDOMAIN_RE.test(name);
+
+export const isNamespaceName = (name: string) => name.length <= 63 && DNS_LABEL_RE.test(name);
