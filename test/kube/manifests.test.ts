@@ -74,7 +74,8 @@ describe('populator Job manifest', () => {
     const env = envOf(main!);
     expect(env).toMatchObject({ PGR_MODE: 'online', PGR_SOURCE_PGDATA: '/var/lib/postgresql/data/pgdata', PGR_VOLUME_DIR: '/pg-reflinker/volume', PGR_LABEL: base.volume.name, PGR_UID: '26' });
     expect(env.PGR_CONNINFO).toBe(
-      "host='pg-rw.db.svc' hostaddr='10.0.1.12' port='5432' dbname='postgres' user='streaming_replica' sslmode='verify-full' sslrootcert='/pg-reflinker/tls/ca.crt' sslcert='/pg-reflinker/tls/tls.crt' sslkey='/pg-reflinker/tls/tls.key'",
+      "host='pg-rw.db.svc' hostaddr='10.0.1.12' port='5432' dbname='postgres' user='streaming_replica' sslmode='verify-full' sslrootcert='/pg-reflinker/tls/ca.crt' sslcert='/pg-reflinker/tls/tls.crt' sslkey='/pg-reflinker/tls/tls.key' " +
+        "keepalives='1' keepalives_idle='10' keepalives_interval='5' keepalives_count='3' tcp_user_timeout='30000'",
     );
     expect(env.PGR_POPULATOR_SCRIPT).toContain('pg-reflinker populator');
   });

@@ -1,5 +1,5 @@
 import type { V1Container, V1Job, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
-import { libpqConninfo } from '../../controller/populator/conninfo.js';
+import { tlsConninfo } from '../../controller/populator/conninfo.js';
 import { populatorEnv, renderPopulatorScript } from '../../controller/populator/script.js';
 import {
   ANN_CAPACITY,
@@ -98,13 +98,12 @@ exit "$rc"
 
 const PREPARE_SCRIPT = 'set -eu; chown "$PGR_UID:$PGR_GID" "$PGR_VOLUME_DIR"; chmod 0700 "$PGR_VOLUME_DIR"';
 
-/** The libpq connection: verify-full against the -rw service name, while dialling the one pod by IP. */
+/** The libpq connection: verify-full against the -rw service name, while dialling the one pod by IP; TCP keepalives (SESSION_KEEPALIVES). */
 export function populatorConninfo(copy: OnlineSource, namespace: string): string {
-  return libpqConninfo({
+  return tlsConninfo({
     host: `${copy.clusterName}-rw.${namespace}.svc`,
     hostaddr: copy.podIP,
     port: 5432,
-    dbname: 'postgres',
     user: 'streaming_replica',
     sslmode: 'verify-full',
     sslrootcert: `${POD_PATHS.tls}/ca.crt`,
