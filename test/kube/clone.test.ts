@@ -272,6 +272,27 @@ describe('CreateVolume clones with the Kubernetes backend', () => {
     expect(api.get('jobs.batch', 'db', jobName)!.metadata.annotations!['pg-reflinker.csi/mode']).toBe('plain');
   });
 
+  test('a Cluster whose postgres uid or gid is 0 (or no id at all): FAILED_PRECONDITION naming the Cluster and the field, no Job', async () => {
+    const { ctl, request } = await setup();
+    for (const [field, value] of [['postgresUID', 0], ['postgresGID', 0], ['postgresUID', '26; id'], ['postgresGID', -1]] as const) {
+      api.patch('clusters.postgresql.cnpg.io', 'db', 'pg', { spec: { postgresUID: 26, postgresGID: 26, [field]: value } });
+      const err = await errorOf(ctl.call('CreateVolume', request));
+      expect(err.code).toBe(status.FAILED_PRECONDITION);
+      expect(err.details).toContain(`Cluster db/pg: spec.${field}`);
+      expect(api.list('jobs.batch')).toHaveLength(0);
+    }
+  });
+
+  test('a plain copy of a volume whose Cluster says postgresUID 0: FAILED_PRECONDITION too', async () => {
+    const { ctl, request, source } = await setup();
+    api.delete('pods', 'db', source.pvc);
+    api.patch('clusters.postgresql.cnpg.io', 'db', 'pg', { spec: { postgresUID: 0 } });
+    const err = await errorOf(ctl.call('CreateVolume', request));
+    expect(err.code).toBe(status.FAILED_PRECONDITION);
+    expect(err.details).toContain('Cluster db/pg: spec.postgresUID');
+    expect(api.list('jobs.batch')).toHaveLength(0);
+  });
+
   test('an instance pod that is not Ready yet: ABORTED, no Job', async () => {
     const { ctl, request, jobName, source } = await setup();
     api.patch('pods', 'db', source.pvc, { status: { conditions: [{ type: 'Ready', status: 'False' }] } });

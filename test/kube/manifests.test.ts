@@ -19,6 +19,7 @@ const base: PopulateJobInput = {
   gid: 26,
   clonePvc: { namespace: 'db', name: 'clone' },
   hostPathPrefix: '/var/lib/pg-reflinker/',
+  driverImage: 'registry.example/pg-reflinker:1',
   serviceAccountName: 'pg-reflinker-jobs',
   ttlSecondsAfterFinished: 3600,
   activeDeadlineSeconds: 21600,
@@ -60,7 +61,9 @@ describe('populator Job manifest', () => {
     ]);
     const [init] = pod.initContainers!;
     expect(init!.securityContext).toMatchObject({ runAsUser: 0, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'], add: ['CHOWN', 'FOWNER'] } });
-    expect(init!.image).toBe(base.copy.image);
+    // Root with CHOWN on a hostPath runs the driver's own image, never the source's.
+    expect(init!.image).toBe(base.driverImage);
+    expect(init!.image).not.toBe(base.copy.image);
     expect(envOf(init!)).toMatchObject({ PGR_UID: '26', PGR_GID: '26' });
     const [main] = pod.containers;
     expect(main!.image).toBe('ghcr.io/cloudnative-pg/postgresql:16.4');

@@ -120,6 +120,7 @@ export class Cloner {
       gid: plan.kind === 'online' ? plan.cluster.gid : plan.gid,
       clonePvc,
       hostPathPrefix: s.hostPathPrefix,
+      driverImage: s.driverImage,
       serviceAccountName: s.jobServiceAccount,
       ttlSecondsAfterFinished: s.populateTtlSeconds,
       activeDeadlineSeconds: s.populateDeadlineSeconds,

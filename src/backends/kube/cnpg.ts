@@ -1,3 +1,4 @@
+import { failedPrecondition } from '../../csi/errors.js';
 import { orNone, type KubeClient } from './client.js';
 import { CNPG_CLUSTERS, CNPG_DEFAULT_UID, CNPG_GROUP, CNPG_VERSION } from './constants.js';
 
@@ -20,13 +21,29 @@ export interface ClusterInfo {
 
 interface ClusterObject {
   spec?: {
-    imageName?: string;
-    postgresUID?: number;
-    postgresGID?: number;
+    imageName?: unknown;
+    postgresUID?: unknown;
+    postgresGID?: unknown;
     walStorage?: object;
     certificates?: { serverCASecret?: string; replicationTLSSecret?: string };
   };
-  status?: { image?: string; certificates?: { serverCASecret?: string; replicationTLSSecret?: string } };
+  status?: { image?: unknown; certificates?: { serverCASecret?: string; replicationTLSSecret?: string } };
+}
+
+/**
+ * The Cluster's postgres uid or gid: the populator runs as it and gives the clone to it. Root
+ * (0) is refused: a Cluster object is no authority to run a copy as root on a node.
+ */
+function postgresId(namespace: string, name: string, field: 'postgresUID' | 'postgresGID', value: unknown): number {
+  if (value === undefined || value === null) return CNPG_DEFAULT_UID;
+  const where = `Cluster ${namespace}/${name}: spec.${field}`;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 2 ** 31 - 1) {
+    throw failedPrecondition(`${where} is ${JSON.stringify(value)}, not a uid/gid`);
+  }
+  if (value === 0) {
+    throw failedPrecondition(`${where} is 0 (root): pg-reflinker will not run a populator as root for a Cluster; give the Cluster a non-root ${field} (CloudNativePG's default is 26)`);
+  }
+  return value;
 }
 
 export function clusterInfo(namespace: string, name: string, obj: ClusterObject): ClusterInfo {
@@ -35,9 +52,9 @@ export function clusterInfo(namespace: string, name: string, obj: ClusterObject)
   return {
     name,
     namespace,
-    image: status.image || spec.imageName || undefined,
-    uid: spec.postgresUID ?? CNPG_DEFAULT_UID,
-    gid: spec.postgresGID ?? CNPG_DEFAULT_UID,
+    image: [status.image, spec.imageName].find((i): i is string => typeof i === 'string' && i !== ''),
+    uid: postgresId(namespace, name, 'postgresUID', spec.postgresUID),
+    gid: postgresId(namespace, name, 'postgresGID', spec.postgresGID),
     caSecret: status.certificates?.serverCASecret || spec.certificates?.serverCASecret || `${name}-ca`,
     replicationSecret: status.certificates?.replicationTLSSecret || spec.certificates?.replicationTLSSecret || `${name}-replication`,
     walStorage: !!spec.walStorage,

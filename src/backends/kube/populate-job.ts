@@ -62,6 +62,8 @@ export interface PopulateJobInput {
   /** The clone's PVC, for Events (from --extra-create-metadata), if known. */
   clonePvc?: { namespace: string; name: string };
   hostPathPrefix: string;
+  /** The driver's own image: the root `prepare` step runs it, never an image a Cluster names. */
+  driverImage: string;
   serviceAccountName: string;
   ttlSecondsAfterFinished: number;
   activeDeadlineSeconds: number;
@@ -164,7 +166,7 @@ export function populateJob(input: PopulateJobInput): V1Job {
 
   const prepare: V1Container = {
     name: PREPARE_CONTAINER,
-    image: copy.image,
+    image: input.driverImage,
     command: ['sh', '-c', PREPARE_SCRIPT],
     env: [
       { name: 'PGR_UID', value: String(input.uid) },
@@ -200,7 +202,8 @@ export function populateJob(input: PopulateJobInput): V1Job {
       ? {
           runAsUser: input.uid,
           runAsGroup: input.gid,
-          runAsNonRoot: input.uid !== 0,
+          // The kubelet refuses uid 0 here, whatever reached this manifest (cnpg.ts refuses it first).
+          runAsNonRoot: true,
           allowPrivilegeEscalation: false,
           readOnlyRootFilesystem: true,
           capabilities: { drop: ['ALL'] },
