@@ -230,3 +230,13 @@ export const successLine = (label: string) =>
   });
 
 export const uuid = () => randomUUID();
+
+/** The name the driver's record gives a volume's populator Job (it ends in a random suffix). */
+export function recordedJobName(api: FakeKubeApiServer, volumeName: string): string | undefined {
+  return (api.get('configmaps', DRIVER_NS, `pgr-clone-${volumeName}`)?.data as Record<string, string> | undefined)?.['job-name'];
+}
+
+/** The record's data (a ConfigMap in the driver's namespace). */
+export const cloneRecord = (api: FakeKubeApiServer, volumeName: string) => api.get('configmaps', DRIVER_NS, `pgr-clone-${volumeName}`)?.data as Record<string, string> | undefined;
+
+export const populateJobsIn = (api: FakeKubeApiServer, namespace: string) => api.list('jobs.batch', namespace, 'pg-reflinker.csi/role=populate');

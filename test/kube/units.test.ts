@@ -35,10 +35,11 @@ describe('names', () => {
   test('volume keys and Job names are DNS labels within 63 characters', () => {
     const dir = 'pvc-0b7e1d2c-3f4a-4b5c-8d9e-0f1a2b3c4d5e';
     expect(volumeKey(dir)).toBe(dir);
-    expect(populateJobName(dir)).toBe(`pgr-populate-${dir}`);
+    expect(populateJobName(dir, 'k3x9q2m7')).toBe(`pgr-populate-${dir}-k3x9q2m7`);
+    expect(populateJobName(dir, 'k3x9q2m7')).toHaveLength(62);
     expect(cleanupJobName(dir)).toBe(`pgr-cleanup-${dir}`);
-    for (const odd of ['UPPER', 'a.b', 'x_y', 'ends-', 'a'.repeat(47)]) {
-      const name = populateJobName(odd);
+    for (const odd of ['UPPER', 'a.b', 'x_y', 'ends-', 'a'.repeat(47), `pvc-${'a'.repeat(60)}`]) {
+      const name = populateJobName(odd, 'k3x9q2m7');
       expect(name.length).toBeLessThanOrEqual(63);
       expect(name).toMatch(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
     }

@@ -10,8 +10,6 @@ import {
   CNPG_LABEL_JOB_ROLE,
   CNPG_LABEL_PVC_ROLE,
   CNPG_LABEL_ROLE_LEGACY,
-  LABEL_MANAGED_BY,
-  MANAGED_BY,
   PARAM_ALLOW_CRASH_CONSISTENT,
 } from './constants.js';
 import type { KubeSourceVolume } from './source.js';
@@ -40,15 +38,19 @@ const mounts = (pod: V1Pod, claim: string) => (pod.spec?.volumes ?? []).some((v)
 const isReady = (pod: V1Pod) => pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
 const label = (pod: V1Pod, key: string) => pod.metadata?.labels?.[key];
 
-/** Pods (other than our own populators) that have the source PVC mounted or are about to. */
-export async function sourceUsers(client: KubeClient, source: KubeSourceVolume): Promise<V1Pod[]> {
+/**
+ * Pods that have the source PVC mounted or are about to, except the driver's own populators
+ * (`isOwnPod`: run by a Job the driver's records name, checked by the pod's controller
+ * reference; a label anyone can set decides nothing).
+ */
+export async function sourceUsers(client: KubeClient, source: KubeSourceVolume, isOwnPod: (pod: V1Pod) => boolean): Promise<V1Pod[]> {
   const pods = await client.core.listNamespacedPod({ namespace: source.kube.namespace });
-  return pods.items.filter((p) => isActive(p) && mounts(p, source.kube.pvc) && label(p, LABEL_MANAGED_BY) !== MANAGED_BY);
+  return pods.items.filter((p) => isActive(p) && mounts(p, source.kube.pvc) && !isOwnPod(p));
 }
 
-export async function planCopy(client: KubeClient, source: KubeSourceVolume, parameters: Record<string, string>): Promise<CopyPlan> {
+export async function planCopy(client: KubeClient, source: KubeSourceVolume, parameters: Record<string, string>, isOwnPod: (pod: V1Pod) => boolean): Promise<CopyPlan> {
   const what = `source PVC ${source.description}`;
-  const users = await sourceUsers(client, source);
+  const users = await sourceUsers(client, source, isOwnPod);
   const names = (pods: V1Pod[]) => pods.map((p) => p.metadata?.name).join(', ');
 
   if (users.length === 0) return plain(client, source, 'unused');

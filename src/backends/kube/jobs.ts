@@ -1,8 +1,7 @@
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../../log.js';
 import { isConflict, isNotFound, orNone, type KubeClient } from './client.js';
-import { JOB_CONTROLLER_UID_LABEL, LABEL_ROLE, LABEL_VOLUME } from './constants.js';
-import { volumeKey } from './names.js';
+import { JOB_CONTROLLER_UID_LABEL } from './constants.js';
 
 // Jobs as the backend's durable state: create-or-adopt under a deterministic name, wait for a
 // change on a watch (never a sleep loop), read the verdict from the pod's termination message.
@@ -107,12 +106,6 @@ export class Jobs {
       // Gone already, or replaced by a newer Job of the same name that is not ours to delete.
       if (!isNotFound(err) && !isConflict(err)) throw err;
     }
-  }
-
-  /** A volume's Jobs of one role, in every namespace (populator Jobs run in their source's namespace). */
-  async forVolume(role: 'populate' | 'cleanup', dir: string): Promise<V1Job[]> {
-    const list = await this.client.batch.listJobForAllNamespaces({ labelSelector: `${LABEL_ROLE}=${role},${LABEL_VOLUME}=${volumeKey(dir)}` });
-    return list.items;
   }
 
   async pods(job: V1Job): Promise<V1Pod[]> {

@@ -17,7 +17,7 @@ import {
   PG_DATA_MOUNT,
   PG_WAL_MOUNT,
 } from './constants.js';
-import { populateJobName, volumeKey } from './names.js';
+import { volumeKey } from './names.js';
 import { pinnedJob } from './pinned-job.js';
 
 // The populator Job as data: no API calls here. It runs on the source's node, in the source
@@ -54,6 +54,8 @@ export interface PlainSource {
 }
 
 export interface PopulateJobInput {
+  /** From the clone's record (it alone knows the name's random suffix). */
+  jobName: string;
   volume: { name: string; dir: string; volumeId: string; capacityBytes: number };
   source: { volumeId: string; namespace: string; pvc: string; node: string };
   copy: OnlineSource | PlainSource;
@@ -222,7 +224,7 @@ export function populateJob(input: PopulateJobInput): V1Job {
   };
 
   return pinnedJob({
-    name: populateJobName(volume.dir),
+    name: input.jobName,
     namespace: source.namespace,
     labels,
     annotations: {
