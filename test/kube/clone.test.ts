@@ -251,6 +251,7 @@ describe('CreateVolume clones with the Kubernetes backend', () => {
     expect(pod.containers[0]!.image).toBe(DRIVER_IMAGE);
     expect(pod.containers[0]!.securityContext.runAsUser).toBe(0);
     expect(pod.containers[0]!.env.find((e) => e.name === 'PGR_MODE')?.value).toBe('plain');
+    expect(pod.containers[0]!.env.find((e) => e.name === 'PGR_CRASH_CONSISTENT')).toBeUndefined();
     expect(pod.volumes.map((v) => v.name)).not.toContain('tls');
     expect(job.metadata.annotations!['pg-reflinker.csi/mode']).toBe('plain');
     kubelet.finish('db', jobName(), {
@@ -272,7 +273,11 @@ describe('CreateVolume clones with the Kubernetes backend', () => {
 
     const allowed = { ...request, parameters: { ...(request.parameters as object), allowCrashConsistent: 'true' } };
     expect((await errorOf(ctl.call('CreateVolume', allowed))).code).toBe(status.ABORTED);
-    expect(populateJobsIn(api, 'db')[0]!.metadata.annotations!['pg-reflinker.csi/mode']).toBe('plain');
+    const job = populateJobsIn(api, 'db')[0]!;
+    expect(job.metadata.annotations!['pg-reflinker.csi/mode']).toBe('plain');
+    // The populator is told the copy may be crash-consistent (it refuses a live postmaster.pid otherwise).
+    const env = (job.spec as { template: { spec: { containers: Array<{ env: Array<{ name: string; value: string }> }> } } }).template.spec.containers[0]!.env;
+    expect(env.find((e) => e.name === 'PGR_CRASH_CONSISTENT')?.value).toBe('1');
   });
 
   test('a Cluster whose postgres uid or gid is 0 (or no id at all): FAILED_PRECONDITION naming the Cluster and the field, no Job', async () => {

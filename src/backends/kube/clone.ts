@@ -162,7 +162,7 @@ export class Cloner {
               replicationSecret: plan.cluster.replicationSecret,
               walPvc: plan.cluster.walStorage ? `${plan.pod.instance}-wal` : undefined,
             }
-          : { mode: 'plain', image: s.driverImage, clusterName: plan.clusterName },
+          : { mode: 'plain', image: s.driverImage, clusterName: plan.clusterName, crashConsistent: plan.why === 'crash-consistent' },
       uid: plan.kind === 'online' ? plan.cluster.uid : plan.uid,
       gid: plan.kind === 'online' ? plan.cluster.gid : plan.gid,
       clonePvc,

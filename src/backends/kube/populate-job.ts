@@ -51,6 +51,8 @@ export interface PlainSource {
   /** An image with bash and GNU coreutils: the driver's own. */
   image: string;
   clusterName?: string;
+  /** The source is in use and the StorageClass allowed a crash-consistent copy. */
+  crashConsistent?: boolean;
 }
 
 export interface PopulateJobInput {
@@ -133,6 +135,7 @@ export function populateJob(input: PopulateJobInput): V1Job {
     uid: input.uid,
     gid: input.gid,
     workDir: POD_PATHS.work,
+    crashConsistent: copy.mode === 'plain' && copy.crashConsistent === true,
   });
 
   const volumes: V1Volume[] = [
