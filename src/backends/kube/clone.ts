@@ -11,6 +11,7 @@ import type { VolumeRef } from '../../volume/id.js';
 import { cleanupJobFor } from './cleanup-job.js';
 import { apiMessage, isConflict, kubeCall, type KubeClient } from './client.js';
 import type { CloneRecord, CloneRecords } from './clone-record.js';
+import { checkCloneTarget } from './clone-target.js';
 import { ANN_AFTER_FAILURE, ANN_CLUSTER, PARAM_PVC_NAME, PARAM_PVC_NAMESPACE } from './constants.js';
 import { planCopy, type CopyPlan } from './copy-plan.js';
 import type { EventRecorder } from './events.js';
@@ -81,6 +82,7 @@ export class Cloner {
         if (waiting) return { phase: 'running', message: waiting };
         const plan = await planCopy(this.d.client, source, spec.parameters, await this.d.records.ownPodFilter());
         if (plan.kind === 'wait') return { phase: 'running', message: plan.message };
+        await checkCloneTarget(this.d.client, clonePvc, source, plan.kind === 'online' ? plan.cluster.name : plan.clusterName);
         const namespace = source.kube.namespace;
         const mode = plan.kind === 'online' ? 'online' : 'plain';
         if (!record) {
