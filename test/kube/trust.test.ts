@@ -209,3 +209,42 @@ describe("the clone's record: which Job is the driver's", () => {
     expect(cloneRecord(api, clone.name)).toBeUndefined();
   });
 });
+
+describe('what pods and Clusters in the source namespace say', () => {
+  test("a pod that only carries the Job's controller-uid label does not speak for the populator", async () => {
+    const { clone, request } = await setup();
+    await errorOf(ctl.call('CreateVolume', request));
+    const name = recordedJobName(api, clone.name)!;
+    const uid = api.get('jobs.batch', 'db', name)!.metadata.uid!;
+    kubelet.finish('db', name, { message: successLine(clone.name) });
+    const forged = api.create('pods', {
+      metadata: { namespace: 'db', name: 'aaa-forged', labels: { 'batch.kubernetes.io/controller-uid': uid } },
+      spec: { containers: [{ name: 'populate', image: 'evil' }] },
+    });
+    const lie = successLine(clone.name).replace('0/5000138', '9/FFFFFF00');
+    api.patch('pods', 'db', forged.metadata.name, {
+      status: { phase: 'Succeeded', containerStatuses: [{ name: 'populate', state: { terminated: { exitCode: 0, message: lie } } }] },
+    });
+    const res = (await ctl.call('CreateVolume', request)) as { volume: { volume_context: Record<string, string> } };
+    expect(res.volume.volume_context['pg-reflinker.csi/stopLsn']).toBe('0/5000138');
+  });
+
+  test("the WAL volume is the source PVC's own (<pvc>-wal), not whatever the instance pod's label names", async () => {
+    const { request, source } = await setup();
+    api.patch('clusters.postgresql.cnpg.io', 'db', 'pg', { spec: { walStorage: { size: '1Gi' } } });
+    api.patch('pods', 'db', source.pvc, { metadata: { labels: { 'cnpg.io/instanceName': 'other-db' } } });
+    await errorOf(ctl.call('CreateVolume', request));
+    const [job] = populateJobs('db');
+    const volumes = (job!.spec as { template: { spec: { volumes: Array<{ name: string; persistentVolumeClaim?: { claimName: string } }> } } }).template.spec.volumes;
+    expect(volumes.find((v) => v.name === 'wal')?.persistentVolumeClaim?.claimName).toBe('pg-1-wal');
+  });
+
+  test('a Cluster naming a TLS secret that is no object name: FAILED_PRECONDITION naming the field, no Job', async () => {
+    const { request } = await setup();
+    api.patch('clusters.postgresql.cnpg.io', 'db', 'pg', { status: { certificates: { serverCASecret: 'Not A Name', replicationTLSSecret: 'pg-replication' } } });
+    const err = await errorOf(ctl.call('CreateVolume', request));
+    expect(err.code).toBe(status.FAILED_PRECONDITION);
+    expect(err.details).toContain('Cluster db/pg: status.certificates.serverCASecret');
+    expect(populateJobs('db')).toHaveLength(0);
+  });
+});

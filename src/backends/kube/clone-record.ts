@@ -202,6 +202,3 @@ export class CloneRecords {
     }
   }
 }
-
-/** Pods the Job controller made for this Job (its controller reference, not a label anyone can set). */
-export const ownedBy = (job: V1Job) => (pod: V1Pod) => controllerOf(pod)?.uid === job.metadata?.uid;

@@ -162,7 +162,8 @@ export class Cloner {
               podIP: plan.pod.ip,
               caSecret: plan.cluster.caSecret,
               replicationSecret: plan.cluster.replicationSecret,
-              walPvc: plan.cluster.walStorage ? `${plan.pod.instance}-wal` : undefined,
+              // CloudNativePG names an instance's WAL PVC after its data PVC; the pod's labels are not asked.
+              walPvc: plan.cluster.walStorage ? `${source.kube.pvc}-wal` : undefined,
             }
           : { mode: 'plain', image: s.driverImage, clusterName: plan.clusterName, crashConsistent: plan.why === 'crash-consistent' },
       uid: plan.kind === 'online' ? plan.cluster.uid : plan.uid,

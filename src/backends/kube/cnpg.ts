@@ -1,6 +1,7 @@
 import { failedPrecondition } from '../../csi/errors.js';
 import { orNone, type KubeClient } from './client.js';
 import { CNPG_CLUSTERS, CNPG_DEFAULT_UID, CNPG_GROUP, CNPG_VERSION } from './constants.js';
+import { isObjectName } from './names.js';
 
 // What the populator needs from a CloudNativePG Cluster (postgresql.cnpg.io/v1): its image, the
 // postgres uid/gid, and the names (never the contents) of its TLS secrets.
@@ -25,9 +26,9 @@ interface ClusterObject {
     postgresUID?: unknown;
     postgresGID?: unknown;
     walStorage?: object;
-    certificates?: { serverCASecret?: string; replicationTLSSecret?: string };
+    certificates?: { serverCASecret?: unknown; replicationTLSSecret?: unknown };
   };
-  status?: { image?: unknown; certificates?: { serverCASecret?: string; replicationTLSSecret?: string } };
+  status?: { image?: unknown; certificates?: { serverCASecret?: unknown; replicationTLSSecret?: unknown } };
 }
 
 /**
@@ -46,6 +47,18 @@ function postgresId(namespace: string, name: string, field: 'postgresUID' | 'pos
   return value;
 }
 
+/** A secret name the Cluster gives (status first, then spec), else CloudNativePG's default; it goes into the Job as is, so it must be an object name. */
+function secretName(namespace: string, name: string, field: 'serverCASecret' | 'replicationTLSSecret', obj: ClusterObject, fallback: string): string {
+  for (const [where, value] of [['status', obj.status?.certificates?.[field]], ['spec', obj.spec?.certificates?.[field]]] as const) {
+    if (value === undefined || value === null || value === '') continue;
+    if (typeof value !== 'string' || !isObjectName(value)) {
+      throw failedPrecondition(`Cluster ${namespace}/${name}: ${where}.certificates.${field} is ${JSON.stringify(value)}, not a Secret name`);
+    }
+    return value;
+  }
+  return fallback;
+}
+
 export function clusterInfo(namespace: string, name: string, obj: ClusterObject): ClusterInfo {
   const spec = obj.spec ?? {};
   const status = obj.status ?? {};
@@ -55,8 +68,8 @@ export function clusterInfo(namespace: string, name: string, obj: ClusterObject)
     image: [status.image, spec.imageName].find((i): i is string => typeof i === 'string' && i !== ''),
     uid: postgresId(namespace, name, 'postgresUID', spec.postgresUID),
     gid: postgresId(namespace, name, 'postgresGID', spec.postgresGID),
-    caSecret: status.certificates?.serverCASecret || spec.certificates?.serverCASecret || `${name}-ca`,
-    replicationSecret: status.certificates?.replicationTLSSecret || spec.certificates?.replicationTLSSecret || `${name}-replication`,
+    caSecret: secretName(namespace, name, 'serverCASecret', obj, `${name}-ca`),
+    replicationSecret: secretName(namespace, name, 'replicationTLSSecret', obj, `${name}-replication`),
     walStorage: !!spec.walStorage,
   };
 }

@@ -108,12 +108,11 @@ export class Jobs {
     }
   }
 
+  /** The Job's pods: selected by its uid label, kept only with its controller reference (a label alone anyone in the namespace can set). */
   async pods(job: V1Job): Promise<V1Pod[]> {
-    const list = await this.client.core.listNamespacedPod({
-      namespace: job.metadata!.namespace!,
-      labelSelector: `${JOB_CONTROLLER_UID_LABEL}=${job.metadata!.uid}`,
-    });
-    return list.items;
+    const uid = job.metadata!.uid;
+    const list = await this.client.core.listNamespacedPod({ namespace: job.metadata!.namespace!, labelSelector: `${JOB_CONTROLLER_UID_LABEL}=${uid}` });
+    return list.items.filter((pod) => pod.metadata?.ownerReferences?.some((o) => o.controller && o.kind === 'Job' && o.uid === uid));
   }
 
   /**
