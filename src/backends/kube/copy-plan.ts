@@ -5,7 +5,6 @@ import { readCluster, type ClusterInfo } from './cnpg.js';
 import {
   CNPG_DEFAULT_UID,
   CNPG_LABEL_CLUSTER,
-  CNPG_LABEL_INSTANCE,
   CNPG_LABEL_INSTANCE_ROLE,
   CNPG_LABEL_JOB_ROLE,
   CNPG_LABEL_PVC_ROLE,
@@ -23,7 +22,6 @@ export interface SourcePod {
   name: string;
   ip: string;
   node: string;
-  instance: string;
   role: string;
 }
 
@@ -92,7 +90,6 @@ export async function planCopy(client: KubeClient, source: KubeSourceVolume, par
       name: pod.metadata!.name!,
       ip: pod.status!.podIP!,
       node: pod.spec!.nodeName!,
-      instance: label(pod, CNPG_LABEL_INSTANCE) ?? pod.metadata!.name!,
       role: label(pod, CNPG_LABEL_INSTANCE_ROLE) ?? label(pod, CNPG_LABEL_ROLE_LEGACY) ?? 'unknown',
     },
   };
