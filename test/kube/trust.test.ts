@@ -229,6 +229,24 @@ describe('what pods and Clusters in the source namespace say', () => {
     expect(res.volume.volume_context['pg-reflinker.csi/stopLsn']).toBe('0/5000138');
   });
 
+  test('a writer that only carries CloudNativePG labels, beside the real instance, is a foreign user: FAILED_PRECONDITION, no Job', async () => {
+    const { source, request } = await setup();
+    runningPod('db', 'impostor', { 'cnpg.io/cluster': 'pg', 'cnpg.io/instanceName': 'pg-1', 'cnpg.io/podRole': 'instance' }, source.pvc);
+    const err = await errorOf(ctl.call('CreateVolume', request));
+    expect(err.code).toBe(status.FAILED_PRECONDITION);
+    expect(err.details).toMatch(/in use by pod\(s\) impostor, which are not CloudNativePG instances/);
+    expect(populateJobs('db')).toHaveLength(0);
+  });
+
+  test("an instance pod controlled by another Cluster's uid is not the Cluster's instance", async () => {
+    const { source, request } = await setup();
+    api.patch('pods', 'db', source.pvc, { metadata: { ownerReferences: [{ apiVersion: 'postgresql.cnpg.io/v1', kind: 'Cluster', name: 'pg', uid: 'a-deleted-cluster', controller: true }] } });
+    const err = await errorOf(ctl.call('CreateVolume', request));
+    expect(err.code).toBe(status.FAILED_PRECONDITION);
+    expect(err.details).toMatch(/pod pg-1 is not controlled by Cluster db\/pg/);
+    expect(populateJobs('db')).toHaveLength(0);
+  });
+
   test("the WAL volume is the source PVC's own (<pvc>-wal), not whatever the instance pod's label names", async () => {
     const { request, source } = await setup();
     api.patch('clusters.postgresql.cnpg.io', 'db', 'pg', { spec: { walStorage: { size: '1Gi' } } });

@@ -68,7 +68,7 @@ describe('cross-namespace consent', () => {
 
 describe('CloudNativePG Cluster reading', () => {
   test('status wins over spec; defaults follow CloudNativePG', () => {
-    expect(clusterInfo('db', 'pg', {})).toEqual({ name: 'pg', namespace: 'db', image: undefined, uid: 26, gid: 26, caSecret: 'pg-ca', replicationSecret: 'pg-replication', walStorage: false });
+    expect(clusterInfo('db', 'pg', {})).toEqual({ name: 'pg', namespace: 'db', objectUid: undefined, image: undefined, uid: 26, gid: 26, caSecret: 'pg-ca', replicationSecret: 'pg-replication', walStorage: false });
     expect(
       clusterInfo('db', 'pg', {
         spec: { imageName: 'spec-img', postgresUID: 1001, postgresGID: 1002, walStorage: {}, certificates: { serverCASecret: 'my-ca' } },

@@ -9,6 +9,8 @@ import { isObjectName } from './names.js';
 export interface ClusterInfo {
   name: string;
   namespace: string;
+  /** metadata.uid: its instance pods' controller reference must name it. */
+  objectUid?: string;
   /** status.image (resolved, also for image catalogs), else spec.imageName. */
   image?: string;
   uid: number;
@@ -21,6 +23,7 @@ export interface ClusterInfo {
 }
 
 interface ClusterObject {
+  metadata?: { uid?: string };
   spec?: {
     imageName?: unknown;
     postgresUID?: unknown;
@@ -65,6 +68,7 @@ export function clusterInfo(namespace: string, name: string, obj: ClusterObject)
   return {
     name,
     namespace,
+    objectUid: obj.metadata?.uid,
     image: [status.image, spec.imageName].find((i): i is string => typeof i === 'string' && i !== ''),
     uid: postgresId(namespace, name, 'postgresUID', spec.postgresUID),
     gid: postgresId(namespace, name, 'postgresGID', spec.postgresGID),

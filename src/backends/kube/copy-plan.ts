@@ -4,6 +4,7 @@ import type { KubeClient } from './client.js';
 import { readCluster, type ClusterInfo } from './cnpg.js';
 import {
   CNPG_DEFAULT_UID,
+  CNPG_GROUP,
   CNPG_LABEL_CLUSTER,
   CNPG_LABEL_INSTANCE_ROLE,
   CNPG_LABEL_JOB_ROLE,
@@ -35,6 +36,17 @@ const isActive = (pod: V1Pod) => pod.status?.phase !== 'Succeeded' && pod.status
 const mounts = (pod: V1Pod, claim: string) => (pod.spec?.volumes ?? []).some((v) => v.persistentVolumeClaim?.claimName === claim);
 const isReady = (pod: V1Pod) => pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
 const label = (pod: V1Pod, key: string) => pod.metadata?.labels?.[key];
+const clusterController = (pod: V1Pod) =>
+  pod.metadata?.ownerReferences?.find((o) => o.controller && o.kind === 'Cluster' && o.apiVersion.startsWith(`${CNPG_GROUP}/`));
+
+/**
+ * A CloudNativePG pod: an instance is controlled by the Cluster its label names (labels alone
+ * anyone can set); a CNPG job pod (initdb, join, ...) only makes us wait, so its label suffices.
+ */
+const isCnpgPod = (pod: V1Pod) => {
+  const cluster = label(pod, CNPG_LABEL_CLUSTER);
+  return !!cluster && (!!label(pod, CNPG_LABEL_JOB_ROLE) || clusterController(pod)?.name === cluster);
+};
 
 /**
  * Pods that have the source PVC mounted or are about to, except the driver's own populators
@@ -52,7 +64,7 @@ export async function planCopy(client: KubeClient, source: KubeSourceVolume, par
   const names = (pods: V1Pod[]) => pods.map((p) => p.metadata?.name).join(', ');
 
   if (users.length === 0) return plain(client, source, 'unused');
-  const foreign = users.filter((p) => !label(p, CNPG_LABEL_CLUSTER));
+  const foreign = users.filter((p) => !isCnpgPod(p));
   if (foreign.length > 0) {
     if (parameters[PARAM_ALLOW_CRASH_CONSISTENT] === 'true') return plain(client, source, 'crash-consistent');
     throw failedPrecondition(
@@ -81,6 +93,9 @@ export async function planCopy(client: KubeClient, source: KubeSourceVolume, par
   const cluster = await readCluster(client, source.kube.namespace, clusterName);
   if (!cluster) {
     throw failedPrecondition(`pod ${pod.metadata?.name} belongs to CloudNativePG cluster ${clusterName}, but no Cluster ${source.kube.namespace}/${clusterName} (postgresql.cnpg.io/v1) exists`);
+  }
+  if (!cluster.objectUid || clusterController(pod)?.uid !== cluster.objectUid) {
+    throw failedPrecondition(`${what}: its pod ${pod.metadata?.name} is not controlled by Cluster ${source.kube.namespace}/${clusterName} (uid ${cluster.objectUid}), so it is not that Cluster's instance`);
   }
   if (!cluster.image) throw failedPrecondition(`Cluster ${source.kube.namespace}/${clusterName} names no PostgreSQL image (status.image, spec.imageName)`);
   return {
