@@ -12,6 +12,7 @@ import { capabilityProblem, requireCapabilities, requireString, requireVolumeId 
 import { InvalidVolumeId, dirForName, formatVolumeId, parseVolumeId, type VolumeRef } from '../volume/id.js';
 import { type RecordedVolume, type SourceVolume, type VolumeBackend, type VolumeSpec } from './backend.js';
 import { emptyVolumeContext } from './parameters.js';
+import { LABEL_PATTERN } from './populator/script.js';
 import { placeClone, placeEmptyVolume, topologyFor } from './placement.js';
 
 export interface ControllerOptions {
@@ -41,6 +42,13 @@ function sourceVolumeId(source: VolumeContentSource | null | undefined): string 
   if (!source || (!source.volume && !source.snapshot)) return undefined;
   if (source.snapshot) throw invalidArgument('snapshots are not supported as a volume content source; clone a volume instead');
   return requireVolumeId(source.volume?.volume_id, 'volume_content_source.volume.volume_id');
+}
+
+/** A clone's name becomes its backup label (and part of its replication slot's name): only what the populator accepts. */
+function requireCloneName(name: string): void {
+  if (!LABEL_PATTERN.test(name)) {
+    throw invalidArgument(`volume name ${JSON.stringify(name.slice(0, 256))} cannot be used as a backup label: the name of a clone must match ${LABEL_PATTERN}`);
+  }
 }
 
 /** Same name, different request: the CSI spec's ALREADY_EXISTS. */
@@ -91,6 +99,7 @@ export function controllerService(opts: ControllerOptions): RpcTable {
   return {
     async CreateVolume(req: CreateVolumeRequest) {
       const name = requireString(req.name, 'volume name');
+      if (req.volume_content_source?.volume) requireCloneName(name);
       requireCapabilities(req.volume_capabilities);
       const range = capacityRange(req);
       const extraContext = emptyVolumeContext(req.parameters ?? {});

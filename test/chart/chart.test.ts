@@ -2,7 +2,7 @@
 // engine (test/chart/render/main.go, see renderer.ts). Without Go and Debian's sprig the
 // tests cannot run: in CI that is a failure, elsewhere a loudly reported skip.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { CONTROLLER_RBAC_RULES } from '../../src/backends/kube/rbac.js';
+import { CONTROLLER_NAMESPACE_RBAC_RULES, CONTROLLER_RBAC_RULES } from '../../src/backends/kube/rbac.js';
 import { parseCowExtentSize } from '../../src/controller/parameters.js';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -117,7 +117,7 @@ if (!toolchain.ok) {
     test('renders exactly the objects the design lists', () => {
       expect(kinds(def)).toEqual([
         'CSIDriver', 'ClusterRole', 'ClusterRole', 'ClusterRoleBinding', 'ClusterRoleBinding', 'DaemonSet',
-        'Deployment', 'Role', 'RoleBinding', 'Service', 'Service', 'ServiceAccount', 'ServiceAccount',
+        'Deployment', 'Role', 'Role', 'RoleBinding', 'RoleBinding', 'Service', 'Service', 'ServiceAccount', 'ServiceAccount',
         'StorageClass', 'StorageClass',
       ]);
       expect(def.chart).toMatchObject({ apiVersion: 'v2', name: 'pg-reflinker', appVersion: '0.1.0' });
@@ -348,9 +348,15 @@ if (!toolchain.ok) {
         'snapshot.storage.k8s.io/volumesnapshots': ['get', 'list'],
         'snapshot.storage.k8s.io/volumesnapshotcontents': ['get', 'list'],
       }));
-      const role = one(def, 'Role');
+      const role = one(def, 'Role', 'pg-reflinker-leader-election');
       expect(role.metadata.namespace).toBe(NS);
       expect(ruleTriples(role)).toEqual(triples({ 'coordination.k8s.io/leases': ['get', 'list', 'watch', 'create', 'update', 'delete'] }));
+      // The clone records: ConfigMaps in the driver's (release) namespace only, never cluster-wide.
+      const records = one(def, 'Role', 'pg-reflinker-controller-records');
+      expect(records.metadata.namespace).toBe(NS);
+      expect(ruleTriples(records)).toEqual(ruleTriples({ rules: CONTROLLER_NAMESPACE_RBAC_RULES } as unknown as K8sObject));
+      expect(ruleTriples(records)).toEqual(triples({ '/configmaps': ['get', 'list', 'create', 'update', 'delete'] }));
+      expect(ruleTriples(controllerRole).some((t) => t.includes('configmaps'))).toBe(false);
       for (const r of all(def).filter((o) => o.kind === 'ClusterRole' || o.kind === 'Role')) {
         expect(ruleTriples(r).filter((t) => /\/(secrets|\*):/.test(t) || t.endsWith(':*'))).toEqual([]);
       }
@@ -367,6 +373,7 @@ if (!toolchain.ok) {
       expect(bound).toEqual([
         'pg-reflinker-controller->ClusterRole/pg-reflinker-controller',
         'pg-reflinker-controller->ClusterRole/pg-reflinker-provisioner',
+        'pg-reflinker-controller->Role/pg-reflinker-controller-records',
         'pg-reflinker-controller->Role/pg-reflinker-leader-election',
       ]);
       expect(controllerPod(def).spec.serviceAccountName).toBe('pg-reflinker-controller');
@@ -413,7 +420,7 @@ if (!toolchain.ok) {
     test('names follow fullnameOverride; the local class is gone; a ServiceMonitor appears', () => {
       expect(kinds(alt)).toEqual([
         'CSIDriver', 'ClusterRole', 'ClusterRole', 'ClusterRoleBinding', 'ClusterRoleBinding', 'DaemonSet',
-        'Deployment', 'Role', 'RoleBinding', 'Service', 'Service', 'ServiceAccount', 'ServiceAccount',
+        'Deployment', 'Role', 'Role', 'RoleBinding', 'RoleBinding', 'Service', 'Service', 'ServiceAccount', 'ServiceAccount',
         'ServiceMonitor', 'StorageClass',
       ]);
       expect(one(alt, 'Deployment').metadata.name).toBe('reflinker-controller');

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, test } from '@jest/globals';
 import { status } from '@grpc/grpc-js';
 import type { FakeKubeApiServer } from '../support/kube-apiserver.js';
 import type { FakeKubelet } from '../support/kube-apiserver-kubelet.js';
-import { DRIVER_IMAGE, DRIVER_NS, PREFIX, addClonePvc, addCnpgCluster, addVolume, cloneRequest, startCluster, startController, until, type Controller } from './fixtures.js';
+import { DRIVER_IMAGE, DRIVER_NS, PREFIX, addClonePvc, addCnpgCluster, addVolume, cloneRequest, recordedJobName, startCluster, startController, until, type Controller } from './fixtures.js';
 
 // DeleteVolume: a cleanup Job on the volume's node, idempotent, ABORTED while it runs.
 
@@ -94,7 +94,7 @@ describe('DeleteVolume with the Kubernetes backend', () => {
     addCnpgCluster(api, source);
     const clone = addClonePvc(api, 'db', 'c', 'pg-1');
     await errorOf(ctl.call('CreateVolume', cloneRequest(clone.name, source.volumeId, { clonePvc: { namespace: 'db', name: 'c' } })));
-    const populate = `pgr-populate-${clone.name}`;
+    const populate = recordedJobName(api, clone.name)!;
     const pod = kubelet.start('db', populate);
     api.patch('pods', 'db', pod.metadata.name, { metadata: { finalizers: ['test/keep'] } }); // a pod that takes a while to stop
     const first = await errorOf(ctl.call('DeleteVolume', { volume_id: `node-a/${clone.name}` }));

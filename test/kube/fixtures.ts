@@ -61,7 +61,7 @@ export function addVolume(
 /** A CloudNativePG Cluster with one instance pod using `volume` (its PG_DATA PVC). */
 export function addCnpgCluster(api: FakeKubeApiServer, volume: SourceVolumeFixture, opts: { cluster?: string; role?: string; podIP?: string; postgresUID?: number } = {}): KubeObject {
   const cluster = opts.cluster ?? 'pg';
-  api.create('clusters.postgresql.cnpg.io', {
+  const created = api.create('clusters.postgresql.cnpg.io', {
     metadata: { namespace: volume.namespace, name: cluster },
     spec: { instances: 2, imageName: 'ghcr.io/cloudnative-pg/postgresql:16', postgresUID: opts.postgresUID ?? 26, postgresGID: opts.postgresUID ?? 26, storage: { size: '10Gi' } },
   });
@@ -83,6 +83,8 @@ export function addCnpgCluster(api: FakeKubeApiServer, volume: SourceVolumeFixtu
         'cnpg.io/instanceRole': opts.role ?? 'replica',
         role: opts.role ?? 'replica',
       },
+      // CloudNativePG makes its instance pods controlled by their Cluster.
+      ownerReferences: [{ apiVersion: 'postgresql.cnpg.io/v1', kind: 'Cluster', name: cluster, uid: created.metadata.uid!, controller: true, blockOwnerDeletion: true } as never],
     },
     spec: {
       nodeName: volume.node,
@@ -230,3 +232,13 @@ export const successLine = (label: string) =>
   });
 
 export const uuid = () => randomUUID();
+
+/** The name the driver's record gives a volume's populator Job (it ends in a random suffix). */
+export function recordedJobName(api: FakeKubeApiServer, volumeName: string): string | undefined {
+  return (api.get('configmaps', DRIVER_NS, `pgr-clone-${volumeName}`)?.data as Record<string, string> | undefined)?.['job-name'];
+}
+
+/** The record's data (a ConfigMap in the driver's namespace). */
+export const cloneRecord = (api: FakeKubeApiServer, volumeName: string) => api.get('configmaps', DRIVER_NS, `pgr-clone-${volumeName}`)?.data as Record<string, string> | undefined;
+
+export const populateJobsIn = (api: FakeKubeApiServer, namespace: string) => api.list('jobs.batch', namespace, 'pg-reflinker.csi/role=populate');

@@ -12,6 +12,7 @@ import { parsePopulatorFailure } from '../../src/controller/populator/result.js'
 // The Job manifests as data, and the populator wrapper run for real with bash.
 
 const base: PopulateJobInput = {
+  jobName: 'pgr-populate-pvc-0b7e1d2c-3f4a-4b5c-8d9e-0f1a2b3c4d5e-k3x9q2m7',
   volume: { name: 'pvc-0b7e1d2c-3f4a-4b5c-8d9e-0f1a2b3c4d5e', dir: 'pvc-0b7e1d2c-3f4a-4b5c-8d9e-0f1a2b3c4d5e', volumeId: 'node-a/pvc-0b7e1d2c-3f4a-4b5c-8d9e-0f1a2b3c4d5e', capacityBytes: 10737418240 },
   source: { volumeId: 'node-a/pvc-src', namespace: 'db', pvc: 'pg-1', node: 'node-a' },
   copy: { mode: 'online', image: 'ghcr.io/cloudnative-pg/postgresql:16.4', clusterName: 'pg', podIP: '10.0.1.12', caSecret: 'pg-ca', replicationSecret: 'pg-replication' },
@@ -19,6 +20,7 @@ const base: PopulateJobInput = {
   gid: 26,
   clonePvc: { namespace: 'db', name: 'clone' },
   hostPathPrefix: '/var/lib/pg-reflinker/',
+  driverImage: 'registry.example/pg-reflinker:1',
   serviceAccountName: 'pg-reflinker-jobs',
   ttlSecondsAfterFinished: 3600,
   activeDeadlineSeconds: 21600,
@@ -29,7 +31,7 @@ const envOf = (c: { env?: Array<{ name: string; value?: string }> }) => Object.f
 describe('populator Job manifest', () => {
   test('online: pinned, read-only source, hostPath destination, TLS secrets 0600, root init, postgres uid main', () => {
     const job = populateJob(base);
-    expect(job.metadata?.name).toBe('pgr-populate-pvc-0b7e1d2c-3f4a-4b5c-8d9e-0f1a2b3c4d5e');
+    expect(job.metadata?.name).toBe(base.jobName);
     expect(job.metadata!.name!.length).toBeLessThanOrEqual(63);
     expect(job.metadata?.namespace).toBe('db');
     expect(job.metadata?.labels).toEqual({ 'app.kubernetes.io/managed-by': 'pg-reflinker.csi', 'pg-reflinker.csi/role': 'populate', 'pg-reflinker.csi/volume': base.volume.dir });
@@ -60,7 +62,9 @@ describe('populator Job manifest', () => {
     ]);
     const [init] = pod.initContainers!;
     expect(init!.securityContext).toMatchObject({ runAsUser: 0, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'], add: ['CHOWN', 'FOWNER'] } });
-    expect(init!.image).toBe(base.copy.image);
+    // Root with CHOWN on a hostPath runs the driver's own image, never the source's.
+    expect(init!.image).toBe(base.driverImage);
+    expect(init!.image).not.toBe(base.copy.image);
     expect(envOf(init!)).toMatchObject({ PGR_UID: '26', PGR_GID: '26' });
     const [main] = pod.containers;
     expect(main!.image).toBe('ghcr.io/cloudnative-pg/postgresql:16.4');
@@ -74,7 +78,8 @@ describe('populator Job manifest', () => {
     const env = envOf(main!);
     expect(env).toMatchObject({ PGR_MODE: 'online', PGR_SOURCE_PGDATA: '/var/lib/postgresql/data/pgdata', PGR_VOLUME_DIR: '/pg-reflinker/volume', PGR_LABEL: base.volume.name, PGR_UID: '26' });
     expect(env.PGR_CONNINFO).toBe(
-      "host='pg-rw.db.svc' hostaddr='10.0.1.12' port='5432' dbname='postgres' user='streaming_replica' sslmode='verify-full' sslrootcert='/pg-reflinker/tls/ca.crt' sslcert='/pg-reflinker/tls/tls.crt' sslkey='/pg-reflinker/tls/tls.key'",
+      "host='pg-rw.db.svc' hostaddr='10.0.1.12' port='5432' dbname='postgres' user='streaming_replica' sslmode='verify-full' sslrootcert='/pg-reflinker/tls/ca.crt' sslcert='/pg-reflinker/tls/tls.crt' sslkey='/pg-reflinker/tls/tls.key' " +
+        "keepalives='1' keepalives_idle='10' keepalives_interval='5' keepalives_count='3' tcp_user_timeout='30000'",
     );
     expect(env.PGR_POPULATOR_SCRIPT).toContain('pg-reflinker populator');
   });
@@ -99,9 +104,8 @@ describe('populator Job manifest', () => {
     expect(job.metadata?.annotations?.['pg-reflinker.csi/mode']).toBe('plain');
   });
 
-  test('names stay valid for any directory', () => {
+  test('labels stay valid for any directory', () => {
     const job = populateJob({ ...base, volume: { ...base.volume, dir: 'Some_Dir.' } });
-    expect(job.metadata?.name).toMatch(/^pgr-populate-h-[0-9a-f]{32}$/);
     expect(job.metadata?.labels?.['pg-reflinker.csi/volume']).toMatch(/^h-[0-9a-f]{32}$/);
   });
 });

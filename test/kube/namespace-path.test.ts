@@ -3,7 +3,7 @@ import { afterEach, describe, expect, test } from '@jest/globals';
 import { status } from '@grpc/grpc-js';
 import type { FakeKubeApiServer } from '../support/kube-apiserver.js';
 import type { FakeKubelet } from '../support/kube-apiserver-kubelet.js';
-import { TOPOLOGY_KEY, addClonePvc, addCnpgCluster, addVolume, cloneRequest, startCluster, startController, successLine, type Controller } from './fixtures.js';
+import { TOPOLOGY_KEY, addClonePvc, addCnpgCluster, addVolume, cloneRequest, startCluster, startController, recordedJobName, successLine, type Controller } from './fixtures.js';
 
 // Cross-namespace clones through a placeholder PVC in the clone's namespace.
 // Source: db/pg-1 on node-a (a CNPG instance). Clone and placeholder: namespace apps.
@@ -50,7 +50,7 @@ describe('NAMESPACE_PATH and placeholders', () => {
     const { source, clone, request } = await setup({ consent: 'apps' });
     const first = await errorOf(ctl!.call('CreateVolume', request));
     expect(first.code).toBe(status.ABORTED);
-    const jobName = `pgr-populate-${clone.name}`;
+    const jobName = recordedJobName(api, clone.name)!;
     const job = api.get('jobs.batch', 'db', jobName)!;
     expect(job).toBeDefined();
     expect(job.metadata.annotations).toMatchObject({ 'pg-reflinker.csi/source-pvc': 'db/pg-1', 'pg-reflinker.csi/clone-pvc': 'apps/app-db-1' });
@@ -70,13 +70,13 @@ describe('NAMESPACE_PATH and placeholders', () => {
   test('hit with "*" consent; a same-named PVC in the clone\'s own namespace comes first', async () => {
     const { clone, placeholder, request } = await setup({ consent: '*' });
     expect((await errorOf(ctl!.call('CreateVolume', request))).code).toBe(status.ABORTED);
-    expect(api.get('jobs.batch', 'db', `pgr-populate-${clone.name}`)).toBeDefined();
+    expect(api.get('jobs.batch', 'db', recordedJobName(api, clone.name)!)).toBeDefined();
 
     addVolume(api, { namespace: 'apps', pvc: 'pg-1', node: 'node-b' });
     const other = addClonePvc(api, 'apps', 'app-db-2', 'pg-source');
     const second = await errorOf(ctl!.call('CreateVolume', cloneRequest(other.name, placeholder.volumeId, { clonePvc: { namespace: 'apps', name: 'app-db-2' } })));
     expect(second.code).toBe(status.ABORTED);
-    const job = api.get('jobs.batch', 'apps', `pgr-populate-${other.name}`)!;
+    const job = api.get('jobs.batch', 'apps', recordedJobName(api, other.name)!)!;
     expect(job.metadata.annotations!['pg-reflinker.csi/source-pvc']).toBe('apps/pg-1');
     expect((job.spec as { template: { spec: { nodeName: string } } }).template.spec.nodeName).toBe('node-b');
   });

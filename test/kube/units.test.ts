@@ -35,10 +35,11 @@ describe('names', () => {
   test('volume keys and Job names are DNS labels within 63 characters', () => {
     const dir = 'pvc-0b7e1d2c-3f4a-4b5c-8d9e-0f1a2b3c4d5e';
     expect(volumeKey(dir)).toBe(dir);
-    expect(populateJobName(dir)).toBe(`pgr-populate-${dir}`);
+    expect(populateJobName(dir, 'k3x9q2m7')).toBe(`pgr-populate-${dir}-k3x9q2m7`);
+    expect(populateJobName(dir, 'k3x9q2m7')).toHaveLength(62);
     expect(cleanupJobName(dir)).toBe(`pgr-cleanup-${dir}`);
-    for (const odd of ['UPPER', 'a.b', 'x_y', 'ends-', 'a'.repeat(47)]) {
-      const name = populateJobName(odd);
+    for (const odd of ['UPPER', 'a.b', 'x_y', 'ends-', 'a'.repeat(47), `pvc-${'a'.repeat(60)}`]) {
+      const name = populateJobName(odd, 'k3x9q2m7');
       expect(name.length).toBeLessThanOrEqual(63);
       expect(name).toMatch(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
     }
@@ -67,7 +68,7 @@ describe('cross-namespace consent', () => {
 
 describe('CloudNativePG Cluster reading', () => {
   test('status wins over spec; defaults follow CloudNativePG', () => {
-    expect(clusterInfo('db', 'pg', {})).toEqual({ name: 'pg', namespace: 'db', image: undefined, uid: 26, gid: 26, caSecret: 'pg-ca', replicationSecret: 'pg-replication', walStorage: false });
+    expect(clusterInfo('db', 'pg', {})).toEqual({ name: 'pg', namespace: 'db', objectUid: undefined, image: undefined, uid: 26, gid: 26, caSecret: 'pg-ca', replicationSecret: 'pg-replication', walStorage: false });
     expect(
       clusterInfo('db', 'pg', {
         spec: { imageName: 'spec-img', postgresUID: 1001, postgresGID: 1002, walStorage: {}, certificates: { serverCASecret: 'my-ca' } },
@@ -108,6 +109,27 @@ describe('API errors as CSI statuses', () => {
     const forbidden = toCsiError(e(403), 'doing') as CsiError;
     expect(forbidden.code).toBe(status.INTERNAL);
     expect(forbidden.message).toMatch(/ClusterRole.*doing: status 403/);
+  });
+});
+
+describe('errors that are not API answers', () => {
+  const codeOf = (err: unknown) => (toCsiError(err, 'doing') as CsiError).code;
+
+  test('network failures are UNAVAILABLE (the sidecar retries)', () => {
+    const withCode = (message: string, code: string) => Object.assign(new Error(message), { code });
+    expect(codeOf(withCode('connect ECONNREFUSED 127.0.0.1:6443', 'ECONNREFUSED'))).toBe(status.UNAVAILABLE);
+    expect(codeOf(withCode('read ECONNRESET', 'ECONNRESET'))).toBe(status.UNAVAILABLE);
+    expect(codeOf(withCode('connect ETIMEDOUT 10.0.0.1:443', 'ETIMEDOUT'))).toBe(status.UNAVAILABLE);
+    expect(codeOf(withCode('getaddrinfo EAI_AGAIN kubernetes.default.svc', 'EAI_AGAIN'))).toBe(status.UNAVAILABLE);
+    expect(codeOf(new Error('socket hang up'))).toBe(status.UNAVAILABLE);
+    expect(codeOf(new TypeError('fetch failed', { cause: withCode('connect ECONNREFUSED', 'ECONNREFUSED') }))).toBe(status.UNAVAILABLE);
+  });
+
+  test('our own bugs and bad input are INTERNAL, not retried forever as UNAVAILABLE', () => {
+    expect(codeOf(new TypeError("Cannot read properties of undefined (reading 'name')"))).toBe(status.INTERNAL);
+    expect(codeOf(new Error('populator label "a b" must match /x/'))).toBe(status.INTERNAL);
+    expect(codeOf(new SyntaxError('Unexpected token } in JSON at position 3'))).toBe(status.INTERNAL);
+    expect(codeOf('a thrown string')).toBe(status.INTERNAL);
   });
 });
 

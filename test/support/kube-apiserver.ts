@@ -8,7 +8,8 @@ import { SelectorError, parseFieldSelector, parseLabelSelector, type KubeObject 
 export type { KubeObject } from './kube-apiserver-selectors.js';
 
 // An API-server double that speaks real HTTP/JSON on 127.0.0.1, so @kubernetes/client-node runs
-// as it does against a cluster: get, list (label and field selectors, limit/continue), create
+// as it does against a cluster (pods, PVCs, PVs, nodes, namespaces, events, ConfigMaps, Jobs,
+// CloudNativePG Clusters, StorageClasses): get, list (label and field selectors, limit/continue), create
 // (generateName, 409), replace, patch (merge, strategic-as-merge, JSON patch), delete
 // (preconditions, finalizers, owner-reference garbage collection), watch (resourceVersion,
 // replay, 410 Gone), and Status objects shaped like Kubernetes'. Tests seed and mutate the
@@ -46,6 +47,7 @@ export const RESOURCES: readonly ResourceType[] = [
     ],
   },
   { group: '', version: 'v1', plural: 'persistentvolumeclaims', kind: 'PersistentVolumeClaim', namespaced: true, fields: META_FIELDS },
+  { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true, fields: META_FIELDS },
   { group: '', version: 'v1', plural: 'persistentvolumes', kind: 'PersistentVolume', namespaced: false, fields: ['metadata.name'] },
   { group: '', version: 'v1', plural: 'nodes', kind: 'Node', namespaced: false, fields: ['metadata.name', 'spec.unschedulable'] },
   { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false, fields: ['metadata.name', 'status.phase'] },
@@ -550,7 +552,7 @@ function applyDefaults(r: ResourceType, obj: KubeObject): void {
   } else if (r.plural === 'namespaces') {
     obj.status ??= { phase: 'Active' };
     delete obj.spec;
-  } else if (r.plural === 'events') {
+  } else if (r.plural === 'events' || r.plural === 'configmaps') {
     delete obj.spec;
   }
 }

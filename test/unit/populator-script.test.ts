@@ -158,7 +158,8 @@ describe('conninfo', () => {
 
   test('TLS as streaming_replica to database postgres', () => {
     expect(tlsConninfo({ host: 'c-rw.ns.svc', hostaddr: '10.0.0.5', sslmode: 'verify-full', sslrootcert: '/ca', sslcert: '/c', sslkey: '/k' })).toBe(
-      "host='c-rw.ns.svc' hostaddr='10.0.0.5' port='5432' dbname='postgres' user='streaming_replica' sslmode='verify-full' sslrootcert='/ca' sslcert='/c' sslkey='/k'",
+      "host='c-rw.ns.svc' hostaddr='10.0.0.5' port='5432' dbname='postgres' user='streaming_replica' sslmode='verify-full' sslrootcert='/ca' sslcert='/c' sslkey='/k' " +
+        "keepalives='1' keepalives_idle='10' keepalives_interval='5' keepalives_count='3' tcp_user_timeout='30000'",
     );
   });
 });

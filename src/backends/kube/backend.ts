@@ -5,7 +5,7 @@ import type { Metrics } from '../../metrics.js';
 import type { VolumeRef } from '../../volume/id.js';
 import { Cloner } from './clone.js';
 import { kubeCall, type KubeClient } from './client.js';
-import { ANN_CAPACITY, ANN_SOURCE_VOLUME_ID, ANN_VOLUME_ID, ANN_VOLUME_NAME } from './constants.js';
+import { CloneRecords } from './clone-record.js';
 import { Deleter } from './deletion.js';
 import { EventRecorder } from './events.js';
 import { Jobs } from './jobs.js';
@@ -21,8 +21,8 @@ export interface KubeBackendOptions {
 }
 
 /**
- * The controller role's backend: state in the cluster (PVs made by the sidecar, our Jobs and
- * their annotations), node work in Jobs pinned to the volume's node.
+ * The controller role's backend: state in the cluster (PVs made by the sidecar, our records in
+ * the driver's namespace, our Jobs), node work in Jobs pinned to the volume's node.
  */
 export class KubeBackend implements VolumeBackend {
   readonly events: EventRecorder;
@@ -30,30 +30,25 @@ export class KubeBackend implements VolumeBackend {
   private readonly cloner: Cloner;
   private readonly deleter: Deleter;
 
+  private readonly records: CloneRecords;
+
   constructor(private readonly opts: KubeBackendOptions) {
     this.jobs = new Jobs(opts.client, opts.log);
     this.events = new EventRecorder(opts.client, opts.log);
-    const deps = { ...opts, jobs: this.jobs, events: this.events };
+    this.records = new CloneRecords(opts.client, opts.settings.driverNamespace);
+    const deps = { ...opts, jobs: this.jobs, events: this.events, records: this.records };
     this.cloner = new Cloner(deps);
     this.deleter = new Deleter(deps);
   }
 
-  /** The PV the sidecar made under this name, else the populator Job started for it. */
+  /** The PV the sidecar made under this name, else the record of a clone started under it (never a Job: Jobs live in users' namespaces). */
   async findVolume(name: string, dir: string): Promise<RecordedVolume | undefined> {
     return kubeCall(`looking up volume ${name}`, async () => {
       const pv = await pvByName(this.opts.client, name);
       if (pv) return recordedFromPv(name, pv);
-      for (const j of await this.jobs.forVolume('populate', dir)) {
-        const a = j.metadata?.annotations ?? {};
-        if (a[ANN_VOLUME_NAME] !== name || !a[ANN_VOLUME_ID]) continue;
-        return {
-          name,
-          volumeId: a[ANN_VOLUME_ID],
-          capacityBytes: Number(a[ANN_CAPACITY] ?? 0),
-          ...(a[ANN_SOURCE_VOLUME_ID] ? { sourceVolumeId: a[ANN_SOURCE_VOLUME_ID] } : {}),
-        };
-      }
-      return undefined;
+      const record = await this.records.get(dir);
+      if (!record || record.volumeName !== name) return undefined;
+      return { name, volumeId: record.volumeId, capacityBytes: record.capacityBytes, ...(record.sourceVolumeId ? { sourceVolumeId: record.sourceVolumeId } : {}) };
     });
   }
 
@@ -79,7 +74,7 @@ export class KubeBackend implements VolumeBackend {
   async volumeExists(ref: VolumeRef): Promise<boolean> {
     return kubeCall(`looking up volume ${ref.volumeId}`, async () => {
       if (await pvByHandle(this.opts.client, ref.volumeId, ref.dir)) return true;
-      return (await this.deleter.populateJobs(ref)).length > 0;
+      return (await this.records.get(ref.dir))?.volumeId === ref.volumeId;
     });
   }
 }

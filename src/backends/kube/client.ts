@@ -68,16 +68,37 @@ export async function ignoreNotFound(promise: Promise<unknown>): Promise<void> {
   await orNone(promise);
 }
 
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EAI_AGAIN', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'ECONNABORTED']);
+const NETWORK_MESSAGE = /\b(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EAI_AGAIN)\b|socket hang up|fetch failed/;
+
+/** A failure to reach the API server (the request may never have arrived), looking through `cause` chains. */
+export function isNetworkError(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const { code, type } = e as { code?: unknown; type?: unknown };
+    if (typeof code === 'string' && (NETWORK_CODES.has(code) || code.startsWith('UND_ERR_'))) return true;
+    // node-fetch's FetchError for a failed request ("request to ... failed, reason: ...").
+    if (e.name === 'FetchError' && type === 'system') return true;
+    if (NETWORK_MESSAGE.test(e.message)) return true;
+  }
+  return false;
+}
+
 /**
  * A failed API call as a CSI status the sidecar handles well: an unreachable or overloaded
  * API server is UNAVAILABLE (retried in the background), a missing permission is INTERNAL
- * with a message that names the RBAC problem. CsiErrors pass through.
+ * with a message that names the RBAC problem. Anything else that is not an API answer is a
+ * bug of ours or input we failed to check: INTERNAL, so it is not retried forever in silence.
+ * CsiErrors pass through.
  */
 export function toCsiError(err: unknown, doing: string): Error {
   if (err instanceof CsiError) return err;
   const code = apiCode(err);
   const message = `${doing}: ${apiMessage(err)}`;
-  if (code === undefined || code === 429 || code >= 500) return new CsiError(status.UNAVAILABLE, `Kubernetes API: ${message}`);
+  if (code === undefined) {
+    if (isNetworkError(err)) return new CsiError(status.UNAVAILABLE, `Kubernetes API unreachable: ${message}`);
+    return new CsiError(status.INTERNAL, message);
+  }
+  if (code === 429 || code >= 500) return new CsiError(status.UNAVAILABLE, `Kubernetes API: ${message}`);
   if (code === 403) return new CsiError(status.INTERNAL, `the controller's service account may not do this (check its ClusterRole): ${message}`);
   return new CsiError(status.INTERNAL, message);
 }

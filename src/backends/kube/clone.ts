@@ -4,29 +4,33 @@ import type { CloneState, SourceVolume, VolumeSpec } from '../../controller/back
 import { cloneContext, failureError } from '../../controller/populator/outcome.js';
 import { parsePopulatorFailure, parsePopulatorResult, type PopulatorResult } from '../../controller/populator/result.js';
 import { FAILURE_PREFIX } from '../../controller/populator/script.js';
-import { CsiError, failedPrecondition, internal } from '../../csi/errors.js';
+import { CsiError, failedPrecondition, internal, invalidArgument } from '../../csi/errors.js';
 import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
 import type { VolumeRef } from '../../volume/id.js';
 import { cleanupJobFor } from './cleanup-job.js';
-import { apiMessage, kubeCall, mergePatch, type KubeClient } from './client.js';
-import { ANN_AFTER_FAILURE, ANN_CLUSTER, ANN_MODE, ANN_RESULT, ANN_VOLUME_ID, PARAM_PVC_NAME, PARAM_PVC_NAMESPACE } from './constants.js';
+import { apiMessage, isConflict, kubeCall, type KubeClient } from './client.js';
+import type { CloneRecord, CloneRecords } from './clone-record.js';
+import { checkCloneTarget } from './clone-target.js';
+import { ANN_AFTER_FAILURE, ANN_CLUSTER, PARAM_PVC_NAME, PARAM_PVC_NAMESPACE } from './constants.js';
 import { planCopy, type CopyPlan } from './copy-plan.js';
 import type { EventRecorder } from './events.js';
 import { Jobs, isFinished, jobAgeSeconds, jobPhase, podVerdict } from './jobs.js';
-import { cleanupJobName, populateJobName } from './names.js';
+import { cleanupJobName, isNamespaceName, isObjectName } from './names.js';
 import { POPULATE_CONTAINER, populateJob } from './populate-job.js';
 import type { KubeSettings } from './settings.js';
 import { describeSource, isKubeSource, type KubeSourceVolume } from './source.js';
 import { contextOfPv, handleOf, pvByName } from './volumes.js';
 
-// CreateVolume for clones: one populator Job per volume, found again by name on every call
-// and by every controller instance. The Job (and its annotations) is the state; nothing that
-// matters lives only in this process.
+// CreateVolume for clones: one populator Job per volume, named in the clone's record (a
+// ConfigMap in the driver's namespace, clone-record.ts) and found again through it on every
+// call and by every controller instance. The record and the Job are the state; nothing that
+// matters lives only in this process, and nothing in a user's namespace is trusted.
 
 export interface CloneDeps {
   client: KubeClient;
   jobs: Jobs;
+  records: CloneRecords;
   events: EventRecorder;
   log: Logger;
   metrics: Metrics;
@@ -39,7 +43,12 @@ type CloneSpec = VolumeSpec & { source: SourceVolume };
 export function clonePvcOf(parameters: Record<string, string>): { namespace: string; name: string } | undefined {
   const namespace = parameters[PARAM_PVC_NAMESPACE];
   const name = parameters[PARAM_PVC_NAME];
-  return namespace && name ? { namespace, name } : undefined;
+  if (!namespace || !name) return undefined;
+  // They name objects we read and Events we create: never let them reach an API path unchecked.
+  if (!isNamespaceName(namespace) || !isObjectName(name)) {
+    throw invalidArgument(`parameters ${PARAM_PVC_NAMESPACE}=${JSON.stringify(namespace.slice(0, 100))} and ${PARAM_PVC_NAME}=${JSON.stringify(name.slice(0, 300))} do not name a PVC`);
+  }
+  return { namespace, name };
 }
 
 const annotation = (job: V1Job, key: string) => job.metadata?.annotations?.[key];
@@ -59,44 +68,89 @@ export class Cloner {
       if (placeholder && clonePvc && clonePvc.namespace !== placeholder.namespace) {
         throw new CsiError(status.PERMISSION_DENIED, `placeholder ${placeholder.namespace}/${placeholder.name} can only stand in for clones in namespace ${placeholder.namespace}, not ${clonePvc.namespace}`);
       }
-      const namespace = source.kube.namespace;
-      const name = populateJobName(spec.ref.dir);
-      let job = await this.d.jobs.get(namespace, name);
-      if (job && annotation(job, ANN_VOLUME_ID) !== spec.ref.volumeId) {
-        throw failedPrecondition(`populator Job ${namespace}/${name} belongs to volume ${annotation(job, ANN_VOLUME_ID)}, not ${spec.ref.volumeId}`);
+      const dir = spec.ref.dir;
+      let record = await this.d.records.get(dir);
+      if (record && record.volumeId !== spec.ref.volumeId) {
+        throw failedPrecondition(`volume name ${spec.name} is recorded for volume ${record.volumeId}, not ${spec.ref.volumeId}`);
       }
-      if (!job) {
+      if (record?.result) return { phase: 'ready', context: cloneContext(spec, record.mode ?? 'online', recordedResult(record.result)) };
+
+      let job: V1Job | undefined;
+      if (record) ({ job, record } = await this.d.records.job(dir, record, this.getJob));
+      if (!job || !record) {
         const waiting = await this.cleanupPending(spec.ref);
         if (waiting) return { phase: 'running', message: waiting };
-        const plan = await planCopy(this.d.client, source, spec.parameters);
+        const plan = await planCopy(this.d.client, source, spec.parameters, await this.d.records.ownPodFilter());
         if (plan.kind === 'wait') return { phase: 'running', message: plan.message };
-        const made = await this.d.jobs.createOrAdopt(this.manifest(spec, source, plan, clonePvc));
-        job = made.job;
-        if (made.created) {
-          await this.d.events.onPvc(clonePvc, {
-            type: 'Normal',
-            reason: 'Populating',
-            instance: job.metadata!.uid!,
-            message: `populating from ${source.description} on node ${spec.ref.node} (${describePlan(plan)}) with Job ${namespace}/${name}`,
+        await checkCloneTarget(this.d.client, clonePvc, source, plan.kind === 'online' ? plan.cluster.name : plan.clusterName);
+        const namespace = source.kube.namespace;
+        const mode = plan.kind === 'online' ? 'online' : 'plain';
+        if (!record) {
+          record = await this.d.records.create(dir, {
+            volumeName: spec.name,
+            volumeId: spec.ref.volumeId,
+            capacityBytes: spec.capacityBytes,
+            sourceVolumeId: source.ref.volumeId,
+            jobNamespace: namespace,
+            mode,
           });
+        } else if (record.jobUid || record.jobNamespace !== namespace) {
+          // Its Job is gone (deleted, or expired by TTL): a new attempt under a new name.
+          record = await this.d.records.renew(dir, record, namespace, mode);
         }
+        ({ job, record } = await this.createJob(record, spec, source, plan, clonePvc));
+        if (!job) return { phase: 'running', message: `populator Job ${record.jobNamespace}/${record.jobName} was deleted; it will be started again` };
       }
+      const namespace = record.jobNamespace;
+      const name = record.jobName;
       const seen = await this.d.jobs.waitFor(namespace, name, isFinished, this.d.settings.cloneWaitMs);
-      if (!seen) return { phase: 'running', message: `populator Job ${namespace}/${name} was deleted; it will be started again` };
+      if (!seen || seen.metadata?.uid !== job.metadata?.uid) return { phase: 'running', message: `populator Job ${namespace}/${name} was deleted; it will be started again` };
+      const mode = record.mode ?? 'online';
       switch (jobPhase(seen)) {
         case 'running':
           return { phase: 'running', message: await this.progress(seen) };
         case 'succeeded':
-          return { phase: 'ready', context: cloneContext(spec, modeOf(seen), await this.succeeded(seen, spec, source, clonePvc)) };
+          return { phase: 'ready', context: cloneContext(spec, mode, await this.succeeded(seen, record, spec, source, clonePvc)) };
         case 'failed':
-          throw await this.failed(seen, spec, source, clonePvc);
+          throw await this.failed(seen, record, spec, source, clonePvc);
       }
     });
   }
 
-  private manifest(spec: CloneSpec, source: KubeSourceVolume, plan: Exclude<CopyPlan, { kind: 'wait' }>, clonePvc?: { namespace: string; name: string }): V1Job {
+  private readonly getJob = (namespace: string, name: string) => this.d.jobs.get(namespace, name);
+
+  /** Creates the record's Job; a concurrent call's Job under the same (secret) name is adopted. */
+  private async createJob(
+    record: CloneRecord,
+    spec: CloneSpec,
+    source: KubeSourceVolume,
+    plan: Exclude<CopyPlan, { kind: 'wait' }>,
+    clonePvc?: { namespace: string; name: string },
+  ): Promise<{ job?: V1Job; record: CloneRecord }> {
+    const dir = spec.ref.dir;
+    const manifest = this.manifest(record.jobName, spec, source, plan, clonePvc);
+    let job: V1Job;
+    try {
+      job = await this.d.client.batch.createNamespacedJob({ namespace: record.jobNamespace, body: manifest });
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+      return this.d.records.job(dir, (await this.d.records.get(dir)) ?? record, this.getJob);
+    }
+    this.d.log.info('job created', { job: `${record.jobNamespace}/${record.jobName}`, node: spec.ref.node });
+    const updated = await this.d.records.setJobUid(dir, record, job.metadata!.uid!);
+    await this.d.events.onPvc(clonePvc, {
+      type: 'Normal',
+      reason: 'Populating',
+      instance: job.metadata!.uid!,
+      message: `populating from ${source.description} on node ${spec.ref.node} (${describePlan(plan)}) with Job ${record.jobNamespace}/${record.jobName}`,
+    });
+    return { job, record: updated };
+  }
+
+  private manifest(jobName: string, spec: CloneSpec, source: KubeSourceVolume, plan: Exclude<CopyPlan, { kind: 'wait' }>, clonePvc?: { namespace: string; name: string }): V1Job {
     const s = this.d.settings;
     return populateJob({
+      jobName,
       volume: { name: spec.name, dir: spec.ref.dir, volumeId: spec.ref.volumeId, capacityBytes: spec.capacityBytes },
       source: { volumeId: source.ref.volumeId, namespace: source.kube.namespace, pvc: source.kube.pvc, node: spec.ref.node },
       copy:
@@ -108,13 +162,15 @@ export class Cloner {
               podIP: plan.pod.ip,
               caSecret: plan.cluster.caSecret,
               replicationSecret: plan.cluster.replicationSecret,
-              walPvc: plan.cluster.walStorage ? `${plan.pod.instance}-wal` : undefined,
+              // CloudNativePG names an instance's WAL PVC after its data PVC; the pod's labels are not asked.
+              walPvc: plan.cluster.walStorage ? `${source.kube.pvc}-wal` : undefined,
             }
-          : { mode: 'plain', image: s.driverImage, clusterName: plan.clusterName },
+          : { mode: 'plain', image: s.driverImage, clusterName: plan.clusterName, crashConsistent: plan.why === 'crash-consistent' },
       uid: plan.kind === 'online' ? plan.cluster.uid : plan.uid,
       gid: plan.kind === 'online' ? plan.cluster.gid : plan.gid,
       clonePvc,
       hostPathPrefix: s.hostPathPrefix,
+      driverImage: s.driverImage,
       serviceAccountName: s.jobServiceAccount,
       ttlSecondsAfterFinished: s.populateTtlSeconds,
       activeDeadlineSeconds: s.populateDeadlineSeconds,
@@ -144,15 +200,7 @@ export class Cloner {
     return `populator Job ${job.metadata?.namespace}/${job.metadata?.name} on node ${job.spec?.template.spec?.nodeName}: ${verdict.state}${hint}, ${age} s`;
   }
 
-  private async succeeded(job: V1Job, spec: CloneSpec, source: KubeSourceVolume, clonePvc?: { namespace: string; name: string }): Promise<PopulatorResult> {
-    const recorded = annotation(job, ANN_RESULT);
-    if (recorded) {
-      try {
-        return parsePopulatorResult(recorded);
-      } catch {
-        return JSON.parse(recorded) as PopulatorResult; // a degraded result we recorded ourselves
-      }
-    }
+  private async succeeded(job: V1Job, record: CloneRecord, spec: CloneSpec, source: KubeSourceVolume, clonePvc?: { namespace: string; name: string }): Promise<PopulatorResult> {
     const verdict = podVerdict(await this.d.jobs.pods(job), POPULATE_CONTAINER);
     let result: PopulatorResult;
     try {
@@ -160,12 +208,13 @@ export class Cloner {
     } catch (err) {
       // The pod is gone or said nothing usable; the copy itself succeeded (the Job says so).
       this.d.log.warn('populator result unreadable', { job: job.metadata?.name, error: (err as Error).message });
-      result = unknownResult(spec.name, modeOf(job), jobAgeSeconds(job));
+      result = unknownResult(spec.name, record.mode ?? 'online', jobAgeSeconds(job));
     }
-    // Recorded on the Job, so later calls (and a restarted controller) answer the same without the pod.
-    await this.d.client.batch
-      .patchNamespacedJob({ namespace: job.metadata!.namespace!, name: job.metadata!.name!, body: { metadata: { annotations: { [ANN_RESULT]: JSON.stringify(result) } } } }, mergePatch)
-      .catch((err: unknown) => this.d.log.warn('could not record the populator result on its Job', { job: job.metadata?.name, error: apiMessage(err) }));
+    // Recorded in the clone's record, so later calls (and a restarted controller) answer the same
+    // without the pod or the Job, and nobody in the source namespace can change the answer.
+    await this.d.records
+      .setResult(spec.ref.dir, record, JSON.stringify(result))
+      .catch((err: unknown) => this.d.log.warn('could not record the populator result', { job: job.metadata?.name, error: apiMessage(err) }));
     const m = this.d.metrics;
     m.clonesTotal.inc({ result: 'succeeded', mode: result.mode });
     m.cloneSeconds.observe(result.seconds);
@@ -185,7 +234,7 @@ export class Cloner {
    * A failed Job: its reason becomes the error (and a Warning Event), the partial destination is
    * cleaned on the node, and the Job goes, so the next call starts clean.
    */
-  private async failed(job: V1Job, spec: CloneSpec, source: KubeSourceVolume, clonePvc?: { namespace: string; name: string }): Promise<Error> {
+  private async failed(job: V1Job, record: CloneRecord, spec: CloneSpec, source: KubeSourceVolume, clonePvc?: { namespace: string; name: string }): Promise<Error> {
     const verdict = podVerdict(await this.d.jobs.pods(job), POPULATE_CONTAINER);
     const condition = job.status?.conditions?.find((c) => c.type === 'Failed');
     const jobSays = [condition?.reason, condition?.message].filter(Boolean).join(': ');
@@ -196,16 +245,25 @@ export class Cloner {
     if (current?.metadata?.uid === job.metadata?.uid) {
       await this.d.jobs.createOrAdopt(cleanupJobFor(spec.ref, this.d.settings, reason));
       await this.d.events.onPvc(clonePvc, { type: 'Warning', reason: 'PopulateFailed', instance: job.metadata!.uid!, message: `populating from ${source.description} failed: ${reason}` });
-      this.d.metrics.clonesTotal.inc({ result: 'failed', mode: modeOf(job) });
+      this.d.metrics.clonesTotal.inc({ result: 'failed', mode: record.mode ?? 'online' });
       this.d.log.warn('clone population failed', { volume: spec.name, source: source.description, reason });
       await this.d.jobs.delete(job);
+      // The next attempt starts with a new record (and a new Job name) once the cleanup is done.
+      await this.d.records.delete(record);
     }
     const message = `populating ${spec.name} from ${source.description} failed: ${reason}`;
     return failureError(reason, message);
   }
 }
 
-const modeOf = (job: V1Job): 'online' | 'plain' => (annotation(job, ANN_MODE) === 'plain' ? 'plain' : 'online');
+/** A result this controller recorded (a degraded one may not pass the populator's own parser). */
+function recordedResult(recorded: string): PopulatorResult {
+  try {
+    return parsePopulatorResult(recorded);
+  } catch {
+    return JSON.parse(recorded) as PopulatorResult;
+  }
+}
 
 function describePlan(plan: Exclude<CopyPlan, { kind: 'wait' }>): string {
   if (plan.kind === 'online') return `online backup of ${plan.pod.role} instance ${plan.pod.name} of cluster ${plan.cluster.name}`;

@@ -1,5 +1,7 @@
+import { failedPrecondition } from '../../csi/errors.js';
 import { orNone, type KubeClient } from './client.js';
 import { CNPG_CLUSTERS, CNPG_DEFAULT_UID, CNPG_GROUP, CNPG_VERSION } from './constants.js';
+import { isObjectName } from './names.js';
 
 // What the populator needs from a CloudNativePG Cluster (postgresql.cnpg.io/v1): its image, the
 // postgres uid/gid, and the names (never the contents) of its TLS secrets.
@@ -7,6 +9,8 @@ import { CNPG_CLUSTERS, CNPG_DEFAULT_UID, CNPG_GROUP, CNPG_VERSION } from './con
 export interface ClusterInfo {
   name: string;
   namespace: string;
+  /** metadata.uid: its instance pods' controller reference must name it. */
+  objectUid?: string;
   /** status.image (resolved, also for image catalogs), else spec.imageName. */
   image?: string;
   uid: number;
@@ -19,14 +23,43 @@ export interface ClusterInfo {
 }
 
 interface ClusterObject {
+  metadata?: { uid?: string };
   spec?: {
-    imageName?: string;
-    postgresUID?: number;
-    postgresGID?: number;
+    imageName?: unknown;
+    postgresUID?: unknown;
+    postgresGID?: unknown;
     walStorage?: object;
-    certificates?: { serverCASecret?: string; replicationTLSSecret?: string };
+    certificates?: { serverCASecret?: unknown; replicationTLSSecret?: unknown };
   };
-  status?: { image?: string; certificates?: { serverCASecret?: string; replicationTLSSecret?: string } };
+  status?: { image?: unknown; certificates?: { serverCASecret?: unknown; replicationTLSSecret?: unknown } };
+}
+
+/**
+ * The Cluster's postgres uid or gid: the populator runs as it and gives the clone to it. Root
+ * (0) is refused: a Cluster object is no authority to run a copy as root on a node.
+ */
+function postgresId(namespace: string, name: string, field: 'postgresUID' | 'postgresGID', value: unknown): number {
+  if (value === undefined || value === null) return CNPG_DEFAULT_UID;
+  const where = `Cluster ${namespace}/${name}: spec.${field}`;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 2 ** 31 - 1) {
+    throw failedPrecondition(`${where} is ${JSON.stringify(value)}, not a uid/gid`);
+  }
+  if (value === 0) {
+    throw failedPrecondition(`${where} is 0 (root): pg-reflinker will not run a populator as root for a Cluster; give the Cluster a non-root ${field} (CloudNativePG's default is 26)`);
+  }
+  return value;
+}
+
+/** A secret name the Cluster gives (status first, then spec), else CloudNativePG's default; it goes into the Job as is, so it must be an object name. */
+function secretName(namespace: string, name: string, field: 'serverCASecret' | 'replicationTLSSecret', obj: ClusterObject, fallback: string): string {
+  for (const [where, value] of [['status', obj.status?.certificates?.[field]], ['spec', obj.spec?.certificates?.[field]]] as const) {
+    if (value === undefined || value === null || value === '') continue;
+    if (typeof value !== 'string' || !isObjectName(value)) {
+      throw failedPrecondition(`Cluster ${namespace}/${name}: ${where}.certificates.${field} is ${JSON.stringify(value)}, not a Secret name`);
+    }
+    return value;
+  }
+  return fallback;
 }
 
 export function clusterInfo(namespace: string, name: string, obj: ClusterObject): ClusterInfo {
@@ -35,11 +68,12 @@ export function clusterInfo(namespace: string, name: string, obj: ClusterObject)
   return {
     name,
     namespace,
-    image: status.image || spec.imageName || undefined,
-    uid: spec.postgresUID ?? CNPG_DEFAULT_UID,
-    gid: spec.postgresGID ?? CNPG_DEFAULT_UID,
-    caSecret: status.certificates?.serverCASecret || spec.certificates?.serverCASecret || `${name}-ca`,
-    replicationSecret: status.certificates?.replicationTLSSecret || spec.certificates?.replicationTLSSecret || `${name}-replication`,
+    objectUid: obj.metadata?.uid,
+    image: [status.image, spec.imageName].find((i): i is string => typeof i === 'string' && i !== ''),
+    uid: postgresId(namespace, name, 'postgresUID', spec.postgresUID),
+    gid: postgresId(namespace, name, 'postgresGID', spec.postgresGID),
+    caSecret: secretName(namespace, name, 'serverCASecret', obj, `${name}-ca`),
+    replicationSecret: secretName(namespace, name, 'replicationTLSSecret', obj, `${name}-replication`),
     walStorage: !!spec.walStorage,
   };
 }

@@ -4,14 +4,12 @@ import type { KubeClient } from './client.js';
 import { readCluster, type ClusterInfo } from './cnpg.js';
 import {
   CNPG_DEFAULT_UID,
+  CNPG_GROUP,
   CNPG_LABEL_CLUSTER,
-  CNPG_LABEL_INSTANCE,
   CNPG_LABEL_INSTANCE_ROLE,
   CNPG_LABEL_JOB_ROLE,
   CNPG_LABEL_PVC_ROLE,
   CNPG_LABEL_ROLE_LEGACY,
-  LABEL_MANAGED_BY,
-  MANAGED_BY,
   PARAM_ALLOW_CRASH_CONSISTENT,
 } from './constants.js';
 import type { KubeSourceVolume } from './source.js';
@@ -25,7 +23,6 @@ export interface SourcePod {
   name: string;
   ip: string;
   node: string;
-  instance: string;
   role: string;
 }
 
@@ -39,20 +36,35 @@ const isActive = (pod: V1Pod) => pod.status?.phase !== 'Succeeded' && pod.status
 const mounts = (pod: V1Pod, claim: string) => (pod.spec?.volumes ?? []).some((v) => v.persistentVolumeClaim?.claimName === claim);
 const isReady = (pod: V1Pod) => pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
 const label = (pod: V1Pod, key: string) => pod.metadata?.labels?.[key];
+const clusterController = (pod: V1Pod) =>
+  pod.metadata?.ownerReferences?.find((o) => o.controller && o.kind === 'Cluster' && o.apiVersion.startsWith(`${CNPG_GROUP}/`));
 
-/** Pods (other than our own populators) that have the source PVC mounted or are about to. */
-export async function sourceUsers(client: KubeClient, source: KubeSourceVolume): Promise<V1Pod[]> {
+/**
+ * A CloudNativePG pod: an instance is controlled by the Cluster its label names (labels alone
+ * anyone can set); a CNPG job pod (initdb, join, ...) only makes us wait, so its label suffices.
+ */
+const isCnpgPod = (pod: V1Pod) => {
+  const cluster = label(pod, CNPG_LABEL_CLUSTER);
+  return !!cluster && (!!label(pod, CNPG_LABEL_JOB_ROLE) || clusterController(pod)?.name === cluster);
+};
+
+/**
+ * Pods that have the source PVC mounted or are about to, except the driver's own populators
+ * (`isOwnPod`: run by a Job the driver's records name, checked by the pod's controller
+ * reference; a label anyone can set decides nothing).
+ */
+export async function sourceUsers(client: KubeClient, source: KubeSourceVolume, isOwnPod: (pod: V1Pod) => boolean): Promise<V1Pod[]> {
   const pods = await client.core.listNamespacedPod({ namespace: source.kube.namespace });
-  return pods.items.filter((p) => isActive(p) && mounts(p, source.kube.pvc) && label(p, LABEL_MANAGED_BY) !== MANAGED_BY);
+  return pods.items.filter((p) => isActive(p) && mounts(p, source.kube.pvc) && !isOwnPod(p));
 }
 
-export async function planCopy(client: KubeClient, source: KubeSourceVolume, parameters: Record<string, string>): Promise<CopyPlan> {
+export async function planCopy(client: KubeClient, source: KubeSourceVolume, parameters: Record<string, string>, isOwnPod: (pod: V1Pod) => boolean): Promise<CopyPlan> {
   const what = `source PVC ${source.description}`;
-  const users = await sourceUsers(client, source);
+  const users = await sourceUsers(client, source, isOwnPod);
   const names = (pods: V1Pod[]) => pods.map((p) => p.metadata?.name).join(', ');
 
   if (users.length === 0) return plain(client, source, 'unused');
-  const foreign = users.filter((p) => !label(p, CNPG_LABEL_CLUSTER));
+  const foreign = users.filter((p) => !isCnpgPod(p));
   if (foreign.length > 0) {
     if (parameters[PARAM_ALLOW_CRASH_CONSISTENT] === 'true') return plain(client, source, 'crash-consistent');
     throw failedPrecondition(
@@ -82,6 +94,9 @@ export async function planCopy(client: KubeClient, source: KubeSourceVolume, par
   if (!cluster) {
     throw failedPrecondition(`pod ${pod.metadata?.name} belongs to CloudNativePG cluster ${clusterName}, but no Cluster ${source.kube.namespace}/${clusterName} (postgresql.cnpg.io/v1) exists`);
   }
+  if (!cluster.objectUid || clusterController(pod)?.uid !== cluster.objectUid) {
+    throw failedPrecondition(`${what}: its pod ${pod.metadata?.name} is not controlled by Cluster ${source.kube.namespace}/${clusterName} (uid ${cluster.objectUid}), so it is not that Cluster's instance`);
+  }
   if (!cluster.image) throw failedPrecondition(`Cluster ${source.kube.namespace}/${clusterName} names no PostgreSQL image (status.image, spec.imageName)`);
   return {
     kind: 'online',
@@ -90,7 +105,6 @@ export async function planCopy(client: KubeClient, source: KubeSourceVolume, par
       name: pod.metadata!.name!,
       ip: pod.status!.podIP!,
       node: pod.spec!.nodeName!,
-      instance: label(pod, CNPG_LABEL_INSTANCE) ?? pod.metadata!.name!,
       role: label(pod, CNPG_LABEL_INSTANCE_ROLE) ?? label(pod, CNPG_LABEL_ROLE_LEGACY) ?? 'unknown',
     },
   };

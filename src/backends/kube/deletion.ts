@@ -1,14 +1,15 @@
 import type { V1Job } from '@kubernetes/client-node';
 import type { DeleteState } from '../../controller/backend.js';
-import { failedPrecondition, internal } from '../../csi/errors.js';
+import { CsiError, failedPrecondition, internal } from '../../csi/errors.js';
 import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
 import type { VolumeRef } from '../../volume/id.js';
 import { CLEANUP_CONTAINER, cleanupJobFor } from './cleanup-job.js';
 import { kubeCall, mergePatch, orNone, type KubeClient } from './client.js';
-import { ANN_VOLUME_ID, LABEL_ROLE, LABEL_VOLUME } from './constants.js';
+import type { CloneRecord, CloneRecords } from './clone-record.js';
+import { ANN_VOLUME_ID, JOB_CONTROLLER_UID_LABEL } from './constants.js';
 import { Jobs, isFinished, jobAgeSeconds, jobPhase, podVerdict } from './jobs.js';
-import { cleanupJobName, volumeKey } from './names.js';
+import { cleanupJobName } from './names.js';
 import type { KubeSettings } from './settings.js';
 
 // DeleteVolume: the volume's directory is removed on its node by a cleanup Job (driver image,
@@ -18,6 +19,7 @@ import type { KubeSettings } from './settings.js';
 export interface DeleteDeps {
   client: KubeClient;
   jobs: Jobs;
+  records: CloneRecords;
   log: Logger;
   metrics: Metrics;
   settings: KubeSettings;
@@ -29,18 +31,15 @@ const ANN_COUNTED = 'pg-reflinker.csi/counted';
 export class Deleter {
   constructor(private readonly d: DeleteDeps) {}
 
-  /** Populator Jobs of this volume, in whatever namespace its source was. */
-  async populateJobs(ref: VolumeRef): Promise<V1Job[]> {
-    return (await this.d.jobs.forVolume('populate', ref.dir)).filter((j) => annotation(j, ANN_VOLUME_ID) === ref.volumeId);
-  }
-
   async delete(ref: VolumeRef): Promise<DeleteState> {
     return kubeCall(`deleting volume ${ref.volumeId}`, async () => {
-      // A population still writing into the directory stops first.
-      for (const job of await this.populateJobs(ref)) await this.d.jobs.delete(job);
-      const writers = await this.d.client.core.listPodForAllNamespaces({ labelSelector: `${LABEL_ROLE}=populate,${LABEL_VOLUME}=${volumeKey(ref.dir)}` });
-      const alive = writers.items.filter((p) => p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed');
-      if (alive.length > 0) return { done: false, message: `waiting for populator pod ${alive[0]!.metadata?.namespace}/${alive[0]!.metadata?.name} to stop` };
+      // A population still writing into the directory stops first: the record names its Job.
+      const record = await this.d.records.get(ref.dir);
+      const ours = record?.volumeId === ref.volumeId ? record : undefined;
+      if (ours) {
+        const stopping = await this.stopPopulation(ref, ours);
+        if (stopping) return { done: false, message: stopping };
+      }
 
       const namespace = this.d.settings.driverNamespace;
       const name = cleanupJobName(ref.dir);
@@ -74,6 +73,7 @@ export class Deleter {
               .patchNamespacedJob({ namespace, name, body: { metadata: { annotations: { [ANN_COUNTED]: 'true' } } } }, mergePatch)
               .catch(() => undefined);
           }
+          if (ours) await this.d.records.delete(ours);
           return { done: true, outcome: 'deleted' };
         case 'failed': {
           const condition = seen.status?.conditions?.find((c) => c.type === 'Failed');
@@ -91,6 +91,24 @@ export class Deleter {
         }
       }
     });
+  }
+
+  /** Deletes the record's populator Job (only if it is the one we created); a message while its pods still run. */
+  private async stopPopulation(ref: VolumeRef, record: CloneRecord): Promise<string | undefined> {
+    let job: V1Job | undefined;
+    try {
+      job = (await this.d.records.job(ref.dir, record, (ns, name) => this.d.jobs.get(ns, name))).job;
+    } catch (err) {
+      // A Job under the recorded name that we did not create is not ours to delete; our own is gone.
+      if (!(err instanceof CsiError)) throw err;
+      this.d.log.warn('not deleting a Job the driver did not create', { volume_id: ref.volumeId, error: err.message });
+    }
+    if (job) await this.d.jobs.delete(job);
+    if (!record.jobUid && !job) return undefined;
+    const uid = record.jobUid ?? job!.metadata!.uid!;
+    const pods = await this.d.client.core.listNamespacedPod({ namespace: record.jobNamespace, labelSelector: `${JOB_CONTROLLER_UID_LABEL}=${uid}` });
+    const alive = pods.items.filter((p) => p.metadata?.ownerReferences?.some((o) => o.controller && o.uid === uid) && p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed');
+    return alive.length > 0 ? `waiting for populator pod ${alive[0]!.metadata?.namespace}/${alive[0]!.metadata?.name} to stop` : undefined;
   }
 
   /** A new volume under a name that was deleted before must not be answered by the old deletion's record. */

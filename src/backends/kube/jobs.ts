@@ -1,8 +1,7 @@
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../../log.js';
 import { isConflict, isNotFound, orNone, type KubeClient } from './client.js';
-import { JOB_CONTROLLER_UID_LABEL, LABEL_ROLE, LABEL_VOLUME } from './constants.js';
-import { volumeKey } from './names.js';
+import { JOB_CONTROLLER_UID_LABEL } from './constants.js';
 
 // Jobs as the backend's durable state: create-or-adopt under a deterministic name, wait for a
 // change on a watch (never a sleep loop), read the verdict from the pod's termination message.
@@ -109,18 +108,11 @@ export class Jobs {
     }
   }
 
-  /** A volume's Jobs of one role, in every namespace (populator Jobs run in their source's namespace). */
-  async forVolume(role: 'populate' | 'cleanup', dir: string): Promise<V1Job[]> {
-    const list = await this.client.batch.listJobForAllNamespaces({ labelSelector: `${LABEL_ROLE}=${role},${LABEL_VOLUME}=${volumeKey(dir)}` });
-    return list.items;
-  }
-
+  /** The Job's pods: selected by its uid label, kept only with its controller reference (a label alone anyone in the namespace can set). */
   async pods(job: V1Job): Promise<V1Pod[]> {
-    const list = await this.client.core.listNamespacedPod({
-      namespace: job.metadata!.namespace!,
-      labelSelector: `${JOB_CONTROLLER_UID_LABEL}=${job.metadata!.uid}`,
-    });
-    return list.items;
+    const uid = job.metadata!.uid;
+    const list = await this.client.core.listNamespacedPod({ namespace: job.metadata!.namespace!, labelSelector: `${JOB_CONTROLLER_UID_LABEL}=${uid}` });
+    return list.items.filter((pod) => pod.metadata?.ownerReferences?.some((o) => o.controller && o.kind === 'Job' && o.uid === uid));
   }
 
   /**

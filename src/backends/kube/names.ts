@@ -17,9 +17,23 @@ export function volumeKey(dir: string): string {
   return `h-${digest(dir).slice(0, 32)}`;
 }
 
-/** ≤ 60 characters: Job names must be valid label values (≤ 63). */
-export const populateJobName = (dir: string) => `pgr-populate-${volumeKey(dir)}`;
+const POPULATE_PREFIX = 'pgr-populate-';
+const MAX_JOB_NAME = 63;
+
+/**
+ * `pgr-populate-<key>-<suffix>`, ≤ 63 characters (Job names become label values). The suffix
+ * is random and kept in the clone's record (clone-record.ts): nobody can make the Job first.
+ */
+export function populateJobName(dir: string, suffix: string): string {
+  const key = volumeKey(dir);
+  const fits = POPULATE_PREFIX.length + key.length + 1 + suffix.length <= MAX_JOB_NAME;
+  return `${POPULATE_PREFIX}${fits ? key : `h-${digest(dir).slice(0, 24)}`}-${suffix}`;
+}
+
+/** ≤ 59 characters. */
 export const cleanupJobName = (dir: string) => `pgr-cleanup-${volumeKey(dir)}`;
+/** The clone's record (a ConfigMap in the driver's namespace). */
+export const recordName = (dir: string) => `pgr-clone-${volumeKey(dir)}`;
 
 /** Event names are unique per (object, what happened, Job instance): creating one twice is a harmless 409. */
 export function eventName(objectName: string, reason: string, instance: string): string {
@@ -37,3 +51,5 @@ export function uidFromVolumeName(name: string): string | undefined {
 const DNS_SUBDOMAIN_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 export const isObjectName = (name: string) => name.length <= 253 && DNS_SUBDOMAIN_RE.test(name);
+
+export const isNamespaceName = (name: string) => name.length <= 63 && DNS_LABEL_RE.test(name);

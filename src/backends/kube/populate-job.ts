@@ -1,5 +1,5 @@
 import type { V1Container, V1Job, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
-import { libpqConninfo } from '../../controller/populator/conninfo.js';
+import { tlsConninfo } from '../../controller/populator/conninfo.js';
 import { populatorEnv, renderPopulatorScript } from '../../controller/populator/script.js';
 import {
   ANN_CAPACITY,
@@ -17,7 +17,7 @@ import {
   PG_DATA_MOUNT,
   PG_WAL_MOUNT,
 } from './constants.js';
-import { populateJobName, volumeKey } from './names.js';
+import { volumeKey } from './names.js';
 import { pinnedJob } from './pinned-job.js';
 
 // The populator Job as data: no API calls here. It runs on the source's node, in the source
@@ -51,9 +51,13 @@ export interface PlainSource {
   /** An image with bash and GNU coreutils: the driver's own. */
   image: string;
   clusterName?: string;
+  /** The source is in use and the StorageClass allowed a crash-consistent copy. */
+  crashConsistent?: boolean;
 }
 
 export interface PopulateJobInput {
+  /** From the clone's record (it alone knows the name's random suffix). */
+  jobName: string;
   volume: { name: string; dir: string; volumeId: string; capacityBytes: number };
   source: { volumeId: string; namespace: string; pvc: string; node: string };
   copy: OnlineSource | PlainSource;
@@ -62,6 +66,8 @@ export interface PopulateJobInput {
   /** The clone's PVC, for Events (from --extra-create-metadata), if known. */
   clonePvc?: { namespace: string; name: string };
   hostPathPrefix: string;
+  /** The driver's own image: the root `prepare` step runs it, never an image a Cluster names. */
+  driverImage: string;
   serviceAccountName: string;
   ttlSecondsAfterFinished: number;
   activeDeadlineSeconds: number;
@@ -98,13 +104,12 @@ exit "$rc"
 
 const PREPARE_SCRIPT = 'set -eu; chown "$PGR_UID:$PGR_GID" "$PGR_VOLUME_DIR"; chmod 0700 "$PGR_VOLUME_DIR"';
 
-/** The libpq connection: verify-full against the -rw service name, while dialling the one pod by IP. */
+/** The libpq connection: verify-full against the -rw service name, while dialling the one pod by IP; TCP keepalives (SESSION_KEEPALIVES). */
 export function populatorConninfo(copy: OnlineSource, namespace: string): string {
-  return libpqConninfo({
+  return tlsConninfo({
     host: `${copy.clusterName}-rw.${namespace}.svc`,
     hostaddr: copy.podIP,
     port: 5432,
-    dbname: 'postgres',
     user: 'streaming_replica',
     sslmode: 'verify-full',
     sslrootcert: `${POD_PATHS.tls}/ca.crt`,
@@ -130,6 +135,7 @@ export function populateJob(input: PopulateJobInput): V1Job {
     uid: input.uid,
     gid: input.gid,
     workDir: POD_PATHS.work,
+    crashConsistent: copy.mode === 'plain' && copy.crashConsistent === true,
   });
 
   const volumes: V1Volume[] = [
@@ -165,7 +171,7 @@ export function populateJob(input: PopulateJobInput): V1Job {
 
   const prepare: V1Container = {
     name: PREPARE_CONTAINER,
-    image: copy.image,
+    image: input.driverImage,
     command: ['sh', '-c', PREPARE_SCRIPT],
     env: [
       { name: 'PGR_UID', value: String(input.uid) },
@@ -201,7 +207,8 @@ export function populateJob(input: PopulateJobInput): V1Job {
       ? {
           runAsUser: input.uid,
           runAsGroup: input.gid,
-          runAsNonRoot: input.uid !== 0,
+          // The kubelet refuses uid 0 here, whatever reached this manifest (cnpg.ts refuses it first).
+          runAsNonRoot: true,
           allowPrivilegeEscalation: false,
           readOnlyRootFilesystem: true,
           capabilities: { drop: ['ALL'] },
@@ -220,7 +227,7 @@ export function populateJob(input: PopulateJobInput): V1Job {
   };
 
   return pinnedJob({
-    name: populateJobName(volume.dir),
+    name: input.jobName,
     namespace: source.namespace,
     labels,
     annotations: {

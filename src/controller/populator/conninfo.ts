@@ -9,6 +9,20 @@ export function libpqConninfo(params: Record<string, string | number | undefined
     .join(' ');
 }
 
+/**
+ * libpq TCP settings for the populator's session, which holds a backup and a replication slot
+ * open on the source: a peer that vanishes (node lost, network partition) ends the session
+ * within a minute instead of at the Job's deadline. Unacknowledged data: tcp_user_timeout
+ * (30 s); an idle connection: keepalives_idle + keepalives_interval × keepalives_count (25 s).
+ */
+export const SESSION_KEEPALIVES = {
+  keepalives: 1,
+  keepalives_idle: 10,
+  keepalives_interval: 5,
+  keepalives_count: 3,
+  tcp_user_timeout: 30_000,
+} as const;
+
 export interface TlsConninfoOptions {
   /** Name checked against the server certificate with verify-full (e.g. `<cluster>-rw.<ns>.svc`). */
   host: string;
@@ -34,5 +48,6 @@ export function tlsConninfo(o: TlsConninfoOptions): string {
     sslrootcert: o.sslrootcert,
     sslcert: o.sslcert,
     sslkey: o.sslkey,
+    ...SESSION_KEEPALIVES,
   });
 }
