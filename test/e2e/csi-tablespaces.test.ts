@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, expect, it } from '@jest/globals';
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, readlink } from 'node:fs/promises';
+import { mkdir, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { freePort, initPrimary, ownedDir, postgresUser, startClone, type PgServer } from '../../testbed/postgres.js';
 import { createTls } from '../../testbed/tls.js';
+import { treeDigest } from '../../testbed/tree.js';
 import type { LoopFs } from '../../testbed/xfs.js';
 import { errorOf, grpc, type CsiClient } from '../support/csi-client.js';
 import { OPENSSL, POSTGRES, ROOT, XFS, describeWithRealParts } from '../support/requirements.js';
@@ -16,20 +16,6 @@ const mountCap = { mount: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' } };
 interface Volume {
   volume_id: string;
   volume_context: Record<string, string>;
-}
-
-/** sha256 of every regular file under `dir`, by relative path. */
-async function digest(dir: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  const walk = async (rel: string): Promise<void> => {
-    for (const entry of await readdir(join(dir, rel), { withFileTypes: true })) {
-      const path = join(rel, entry.name);
-      if (entry.isDirectory()) await walk(path);
-      else if (entry.isFile()) out[path] = createHash('sha256').update(await readFile(join(dir, path))).digest('hex');
-    }
-  };
-  await walk('.');
-  return out;
 }
 
 describeWithRealParts('tablespaces through the CSI API (standalone, real XFS, real PostgreSQL 15)', [ROOT, XFS, POSTGRES, OPENSSL], () => {
@@ -108,7 +94,7 @@ describeWithRealParts('tablespaces through the CSI API (standalone, real XFS, re
     }
     const volume = await createVolume(cloneRequest('clone-ts-inside'));
     expect(volume.volume_context['pg-reflinker.csi/mode']).toBe('online');
-    const before = await digest(location);
+    const before = await treeDigest(location);
     const target = await publish(volume);
     const oid = await primary.sql("SELECT oid FROM pg_tablespace WHERE spcname = 'ts_inside'");
     expect(await readlink(join(target, 'pgdata', 'pg_tblspc', oid))).toBe('../../tblspc/ts_inside');
@@ -122,7 +108,7 @@ describeWithRealParts('tablespaces through the CSI API (standalone, real XFS, re
       await clone.stop();
     }
     await primary.sql('CHECKPOINT');
-    expect(await digest(location)).toEqual(before);
+    expect(await treeDigest(location)).toEqual(before);
     expect(await primary.sql("SELECT count(*) FROM inside_rows WHERE v = 'source'")).toBe('20000');
     await client.node('NodeUnpublishVolume', { volume_id: volume.volume_id, target_path: target });
     await client.controller('DeleteVolume', { volume_id: volume.volume_id });

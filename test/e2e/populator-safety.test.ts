@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, expect, test } from '@jest/globals';
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { lstat, mkdir, readdir, readFile, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -10,6 +9,7 @@ import type { PopulatorOptions } from '../../src/controller/populator/script.js'
 import { freePort, grantBackup, initPrimary, ownedDir, postgresUser, startClone, type PgServer } from '../../testbed/postgres.js';
 import { runPopulator, startPopulator, type PopulatorRun, type RunPopulatorOptions } from '../../testbed/populator.js';
 import { createTls, type TlsFiles } from '../../testbed/tls.js';
+import { linksUnder, treeDigest } from '../../testbed/tree.js';
 import { createLoopFs, type LoopFs } from '../../testbed/xfs.js';
 import { OPENSSL, POSTGRES, ROOT, XFS, describeWithRealParts } from '../support/requirements.js';
 
@@ -20,35 +20,6 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 /** One statement per psql call: CREATE TABLESPACE and VACUUM cannot run inside a transaction block. */
 async function sqlEach(server: PgServer, ...statements: string[]): Promise<void> {
   for (const statement of statements) await server.sql(statement);
-}
-
-/** Every regular file under `dir` (not following links) with its sha256, for "not one byte changed". */
-async function treeDigest(dir: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  const walk = async (rel: string): Promise<void> => {
-    for (const entry of await readdir(join(dir, rel), { withFileTypes: true })) {
-      const path = join(rel, entry.name);
-      if (entry.isDirectory()) await walk(path);
-      else if (entry.isFile()) out[path] = createHash('sha256').update(await readFile(join(dir, path))).digest('hex');
-      else if (entry.isSymbolicLink()) out[path] = `-> ${await readlink(join(dir, path))}`;
-    }
-  };
-  await walk('.');
-  return out;
-}
-
-/** Symbolic links under `dir` with their targets. */
-async function linksUnder(dir: string): Promise<Array<[string, string]>> {
-  const found: Array<[string, string]> = [];
-  const walk = async (path: string): Promise<void> => {
-    for (const entry of await readdir(path, { withFileTypes: true })) {
-      const child = join(path, entry.name);
-      if (entry.isSymbolicLink()) found.push([child, await readlink(child)]);
-      else if (entry.isDirectory()) await walk(child);
-    }
-  };
-  await walk(dir);
-  return found;
 }
 
 describeWithRealParts('populator safety: a clone never touches its source, and nothing the source says reaches a shell', [ROOT, XFS, POSTGRES, OPENSSL], () => {
