@@ -235,10 +235,16 @@ export class LocalPopulator {
       env: { PATH: path, LANG: 'C', ...env },
     });
     if (!child.pid) throw internal(`could not start the populator for ${spec.name}`);
-    const { startTime } = readProcStatSync(child.pid);
+    const started = { pid: child.pid, startTime: readProcStatSync(child.pid).startTime };
     child.unref();
     this.exits.set(spec.ref.dir, new Promise((resolve) => child.once('exit', () => resolve())));
-    await job.writeProcess({ pid: child.pid, startTime });
+    try {
+      await job.writeProcess(started);
+    } catch (err) {
+      // Unrecorded, it could never be found again: stop it before its files go.
+      await signalGroup(started, 'SIGKILL');
+      throw err;
+    }
     this.opts.log.info('population started', { volume: spec.name, source: spec.source.ref.volumeId, mode, pid: child.pid, uid: user.uid });
   }
 
