@@ -1,7 +1,7 @@
-import { rm } from 'node:fs/promises';
 import type { VolumeRef } from './id.js';
 import { mountsShowing, readMounts } from './mountinfo.js';
 import { pathKind, volumePath } from './paths.js';
+import { removeTree } from './remove-tree.js';
 
 export class UnsafeRemoval extends Error {}
 
@@ -19,7 +19,7 @@ export async function removeVolumeDir(root: string, ref: VolumeRef, mountTable =
   if (inUse.length > 0) {
     throw new UnsafeRemoval(`volume ${ref.volumeId} is still mounted at ${inUse.map((m) => m.mountPoint).join(', ')}`);
   }
-  // rm -r unlinks symlinks inside the tree; it never follows them.
-  await rm(path, { recursive: true, force: true });
+  // The tree is its tenant's, who may swap a directory for a symlink while it goes.
+  await removeTree(path);
   return 'deleted';
 }

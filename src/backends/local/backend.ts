@@ -1,13 +1,15 @@
-import { failedPrecondition, notFound } from '../../csi/errors.js';
+import { alreadyExists, failedPrecondition, notFound } from '../../csi/errors.js';
 import type { CloneState, DeleteState, RecordedVolume, SourceVolume, VolumeBackend, VolumeSpec } from '../../controller/backend.js';
 import { CONTEXT_KIND } from '../../controller/backend.js';
+import { cloneContext } from '../../controller/populator/outcome.js';
 import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
 import type { VolumeRef } from '../../volume/id.js';
 import { volumePath } from '../../volume/paths.js';
 import { UnsafeRemoval, removeVolumeDir } from '../../volume/remove.js';
+import { readPopulatedMarker } from './populated-marker.js';
 import { LocalPopulator } from './populate.js';
-import { RecordStore } from './records.js';
+import { RecordStore, type VolumeRecord } from './records.js';
 
 export interface LocalBackendOptions {
   /** Real path of the volume root. */
@@ -33,8 +35,18 @@ export class LocalBackend implements VolumeBackend {
     return ref.node === this.opts.node;
   }
 
+  /** The volume's record; an unreadable one counts as absent (with a warning), so that no call is stuck on it. */
+  private async record(dir: string): Promise<VolumeRecord | undefined> {
+    const read = await this.records.read(dir);
+    if (read.state === 'unreadable') {
+      this.opts.log.warn('volume record is unreadable; treating it as absent', { dir, problem: read.problem });
+      return undefined;
+    }
+    return read.state === 'present' ? read.record : undefined;
+  }
+
   async findVolume(name: string, dir: string): Promise<RecordedVolume | undefined> {
-    const record = await this.records.get(dir);
+    const record = await this.record(dir);
     if (record && record.name !== name) {
       throw failedPrecondition(`volume directory ${dir} already belongs to volume "${record.name}"`);
     }
@@ -42,8 +54,11 @@ export class LocalBackend implements VolumeBackend {
   }
 
   async createEmpty(spec: VolumeSpec): Promise<Record<string, string>> {
-    const existing = await this.records.get(spec.ref.dir);
+    const existing = await this.record(spec.ref.dir);
     if (existing) return existing.context;
+    if (await readPopulatedMarker(volumePath(this.opts.root, spec.ref), spec.name)) {
+      throw alreadyExists(`a volume named ${spec.name} already exists with different parameters: it is a populated clone`);
+    }
     const context = { [CONTEXT_KIND]: 'empty' };
     await this.records.put(spec.ref.dir, {
       name: spec.name,
@@ -56,31 +71,43 @@ export class LocalBackend implements VolumeBackend {
   }
 
   async describeSource(ref: VolumeRef): Promise<SourceVolume> {
-    const record = this.isLocal(ref) ? await this.records.get(ref.dir) : undefined;
+    const record = this.isLocal(ref) ? await this.record(ref.dir) : undefined;
     if (!record || record.volumeId !== ref.volumeId) throw notFound(`source volume ${ref.volumeId} does not exist`);
     return { ref, capacityBytes: record.capacityBytes, description: volumePath(this.opts.root, ref) };
   }
 
-  async ensureClone(spec: VolumeSpec & { source: SourceVolume }): Promise<CloneState> {
-    const record = await this.records.get(spec.ref.dir);
-    if (record) return { phase: 'ready', context: record.context };
-    const outcome = await this.populator.ensure(spec);
-    if (outcome.phase === 'running') return outcome;
+  private async recordClone(spec: VolumeSpec & { source: SourceVolume }, context: Record<string, string>): Promise<void> {
     await this.records.put(spec.ref.dir, {
       name: spec.name,
       volumeId: spec.ref.volumeId,
       capacityBytes: spec.capacityBytes,
       sourceVolumeId: spec.source.ref.volumeId,
-      context: outcome.context,
+      context,
       createdAt: new Date().toISOString(),
     });
     await this.populator.forget(spec.ref.dir);
+  }
+
+  async ensureClone(spec: VolumeSpec & { source: SourceVolume }): Promise<CloneState> {
+    const record = await this.record(spec.ref.dir);
+    if (record) return { phase: 'ready', context: record.context };
+    // Populated under this name, but its record is lost: rebuild the record, never populate (or delete) again.
+    const marker = await readPopulatedMarker(volumePath(this.opts.root, spec.ref), spec.name);
+    if (marker && !(await this.populator.isRunning(spec.ref.dir))) {
+      this.opts.log.warn('rebuilt a lost volume record from the populated clone', { volume: spec.name });
+      const context = cloneContext(spec, marker.mode, marker);
+      await this.recordClone(spec, context);
+      return { phase: 'ready', context };
+    }
+    const outcome = await this.populator.ensure(spec);
+    if (outcome.phase === 'running') return outcome;
+    await this.recordClone(spec, outcome.context);
     return outcome;
   }
 
   async deleteVolume(ref: VolumeRef): Promise<DeleteState> {
     if (!this.isLocal(ref)) return { done: true, outcome: 'absent' };
-    const record = await this.records.get(ref.dir);
+    const record = await this.record(ref.dir);
     if (record && record.volumeId !== ref.volumeId) return { done: true, outcome: 'absent' };
     await this.populator.cancel(ref.dir);
     let outcome: 'deleted' | 'absent';
@@ -98,7 +125,7 @@ export class LocalBackend implements VolumeBackend {
 
   async volumeExists(ref: VolumeRef): Promise<boolean> {
     if (!this.isLocal(ref)) return false;
-    const record = await this.records.get(ref.dir);
+    const record = await this.record(ref.dir);
     return record?.volumeId === ref.volumeId;
   }
 }

@@ -1,5 +1,9 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir, readFile, readlink, stat } from 'node:fs/promises';
+import { basename, isAbsolute, join } from 'node:path';
+import { failedPrecondition } from '../../csi/errors.js';
+import { readUntrustedFile } from '../../volume/untrusted-file.js';
+import { readProcStat } from './proc.js';
+import type { PinnedDir } from './source.js';
 
 export interface LiveServer {
   pid: number;
@@ -7,26 +11,98 @@ export interface LiveServer {
   socketDir: string;
 }
 
+const numericEntries = async (dir: string) => (await readdir(dir)).filter((e) => /^\d+$/.test(e)).map(Number);
+const vanished = (err: unknown) => ['ENOENT', 'ESRCH'].includes((err as NodeJS.ErrnoException).code ?? '');
+
+/** Pids of the processes whose working directory is `dir` (same device and inode; paths prove nothing). */
+async function processesWorkingIn(dir: PinnedDir): Promise<{ pids: number[]; uninspectable: number }> {
+  const pids: number[] = [];
+  let uninspectable = 0;
+  for (const pid of await numericEntries('/proc')) {
+    try {
+      const cwd = await stat(`/proc/${pid}/cwd`, { bigint: true });
+      if (cwd.dev === dir.dev && cwd.ino === dir.ino) pids.push(pid);
+    } catch (err) {
+      if (!vanished(err)) uninspectable++;
+    }
+  }
+  return { pids, uninspectable };
+}
+
+async function effectiveUid(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/^Uid:\s+\d+\s+(\d+)/m.exec(status)?.[1] ?? -1);
+}
+
+/** Whether `pid` holds a listening unix socket bound at `path` (its network namespace's table, its own descriptors). */
+async function listensOn(pid: number, path: string): Promise<boolean> {
+  const inodes = new Set<string>();
+  for (const fd of await numericEntries(`/proc/${pid}/fd`)) {
+    const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+    const match = /^socket:\[(\d+)\]$/.exec(target);
+    if (match) inodes.add(match[1]!);
+  }
+  const ACCEPTING = 0x10000; // __SO_ACCEPTCON: a listening socket
+  for (const line of (await readFile(`/proc/${pid}/net/unix`, 'utf8')).split('\n').slice(1)) {
+    // Num RefCount Protocol Flags Type St Inode Path
+    const fields = line.trim().split(/\s+/);
+    if (fields.length < 8) continue;
+    if (fields.slice(7).join(' ') === path && inodes.has(fields[6]!) && (parseInt(fields[3]!, 16) & ACCEPTING) !== 0) return true;
+  }
+  return false;
+}
+
 /**
- * The PostgreSQL server running on a data directory, read from its postmaster.pid
- * (line 1 pid, line 4 port, line 5 socket directory), when that process is alive.
+ * The PostgreSQL server running on a data directory, found from the kernel, never from what the
+ * directory says: the postmaster is the process working in pgdata whose parent is not (backends
+ * share its working directory), it runs the postgres binary as the owner of pgdata, and it
+ * listens on the socket its postmaster.pid names. undefined when no process works in pgdata
+ * (a postmaster.pid there is stale). Any mismatch is refused with FAILED_PRECONDITION.
  */
-export async function findLiveServer(pgdata: string): Promise<LiveServer | undefined> {
-  let text: string;
-  try {
-    text = await readFile(join(pgdata, 'postmaster.pid'), 'utf8');
-  } catch {
+export async function findLiveServer(pgdata: PinnedDir): Promise<LiveServer | undefined> {
+  const where = pgdata.path;
+  const { pids, uninspectable } = await processesWorkingIn(pgdata);
+  if (pids.length === 0) {
+    // Root may inspect every process it could share a data directory with (those it cannot, e.g. a
+    // container's init from a parent user namespace, are none of ours); anyone else cannot verify.
+    if (uninspectable > 0 && process.getuid?.() !== 0) {
+      throw failedPrecondition(`cannot verify that no PostgreSQL server runs on ${where}: ${uninspectable} processes could not be inspected (the driver must run as root)`);
+    }
     return undefined;
   }
+  const parents = new Map<number, number>();
+  for (const pid of pids) parents.set(pid, (await readProcStat(pid))?.ppid ?? 0);
+  const roots = pids.filter((pid) => !pids.includes(parents.get(pid)!));
+  if (roots.length !== 1) {
+    throw failedPrecondition(`processes ${roots.join(', ')} work in ${where} independently; expected one PostgreSQL server there and nothing else`);
+  }
+  const pid = roots[0]!;
+  const exe = await readlink(`/proc/${pid}/exe`).catch(() => '(unreadable)');
+  if (basename(exe) !== 'postgres') {
+    throw failedPrecondition(`process ${pid} works in ${where} but runs ${exe}, not a postgres server; refusing to clone a data directory in use`);
+  }
+  const uid = await effectiveUid(pid);
+  if (uid !== pgdata.uid) {
+    throw failedPrecondition(`the server on ${where} (pid ${pid}) runs as uid ${uid}, but ${where} is owned by uid ${pgdata.uid}`);
+  }
+  const text = await readUntrustedFile(join(where, 'postmaster.pid'), { maxBytes: 4096 }).catch((err: Error) => {
+    throw failedPrecondition(`the server on ${where} is pid ${pid}, but its postmaster.pid cannot be read: ${err.message}`);
+  });
+  if (text === undefined) throw failedPrecondition(`the server on ${where} is pid ${pid}, but ${where} has no postmaster.pid`);
   const lines = text.split('\n');
-  const pid = Number(lines[0]);
+  const named = lines[0]!.trim();
+  if (named !== String(pid)) {
+    throw failedPrecondition(`postmaster.pid names pid ${JSON.stringify(named).slice(1, -1)}, but the server running on ${where} is pid ${pid}`);
+  }
   const port = Number(lines[3]);
   const socketDir = (lines[4] ?? '').trim();
-  if (!Number.isInteger(pid) || pid <= 0 || !port) return undefined;
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return undefined;
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw failedPrecondition(`postmaster.pid in ${where} names no valid port`);
+  if (!isAbsolute(socketDir)) {
+    throw failedPrecondition(`postmaster.pid in ${where} names no absolute unix socket directory; the server must listen on a unix socket`);
   }
-  return { pid, port, socketDir: socketDir || '/tmp' };
+  const socket = `${socketDir}/.s.PGSQL.${port}`;
+  if (!(await listensOn(pid, socket))) {
+    throw failedPrecondition(`postmaster.pid in ${where} names socket ${socket}, but the server running there (pid ${pid}) does not listen on it`);
+  }
+  return { pid, port, socketDir };
 }
