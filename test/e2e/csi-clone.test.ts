@@ -20,6 +20,7 @@ import {
 import { createTls } from '../../testbed/tls.js';
 import type { LoopFs } from '../../testbed/xfs.js';
 import { errorOf, grpc, type CsiClient } from '../support/csi-client.js';
+import { createVolumeRetrying } from '../support/retry-create.js';
 import { OPENSSL, POSTGRES, ROOT, XFS, describeWithRealParts } from '../support/requirements.js';
 import { startStandaloneOnLoopFs, type StandaloneOnLoopFs } from '../support/standalone.js';
 
@@ -41,17 +42,7 @@ describeWithRealParts('clones of a live PostgreSQL through the CSI API (standalo
   let seq = 0;
   const dirOf = (volumeId: string) => join(fs.mountPoint, 'volumes', volumeId.split('/')[1]!);
 
-  /** CreateVolume, retried while the driver answers ABORTED (population running), as the sidecar does. */
-  async function createVolume(request: object): Promise<Published['volume']> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return (await client.controller('CreateVolume', request)).volume;
-      } catch (err) {
-        if ((err as grpc.ServiceError).code !== grpc.status.ABORTED || attempt > 600) throw err;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-  }
+  const createVolume = (request: object): Promise<Published['volume']> => createVolumeRetrying(client, request);
 
   async function publish(volume: Published['volume']): Promise<Published> {
     const target = join(fs.base, 'pods', `pod-${++seq}`, 'mount');

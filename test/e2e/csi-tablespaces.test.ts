@@ -7,6 +7,7 @@ import { createTls } from '../../testbed/tls.js';
 import { treeDigest } from '../../testbed/tree.js';
 import type { LoopFs } from '../../testbed/xfs.js';
 import { errorOf, grpc, type CsiClient } from '../support/csi-client.js';
+import { createVolumeRetrying } from '../support/retry-create.js';
 import { OPENSSL, POSTGRES, ROOT, XFS, describeWithRealParts } from '../support/requirements.js';
 import { startStandaloneOnLoopFs, type StandaloneOnLoopFs } from '../support/standalone.js';
 
@@ -26,16 +27,7 @@ describeWithRealParts('tablespaces through the CSI API (standalone, real XFS, re
   let source: { volume: Volume; target: string };
   let seq = 0;
 
-  async function createVolume(request: object): Promise<Volume> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return (await client.controller('CreateVolume', request)).volume;
-      } catch (err) {
-        if ((err as grpc.ServiceError).code !== grpc.status.ABORTED || attempt > 600) throw err;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-  }
+  const createVolume = (request: object): Promise<Volume> => createVolumeRetrying(client, request);
 
   async function publish(volume: Volume): Promise<string> {
     const target = join(fs.base, 'pods', `pod-${++seq}`, 'mount');

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, expect, it } from '@jest/globals';
+import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { chown, mkdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -110,6 +111,18 @@ describeWithRealParts('standalone clones trust the kernel, not postmaster.pid (r
       expect(existsSync(join(standalone!.root, request.name))).toBe(false);
     } finally {
       await writeFile(pidFile(a), original);
+    }
+  }, 120_000);
+
+  it("another program working in A's pgdata (a shell; another clone's populator reads through it) neither hides nor replaces A's server: the clone is online", async () => {
+    const pg = postgresUser();
+    const visitor = spawn('sleep', ['120'], { cwd: a.dataDir, uid: pg.uid, gid: pg.gid, stdio: 'ignore' });
+    try {
+      const clone = await createVolumeRetrying(client, cloneOf(aVolume));
+      expect(clone.volume_context['pg-reflinker.csi/mode']).toBe('online');
+      await client.controller('DeleteVolume', { volume_id: clone.volume_id });
+    } finally {
+      visitor.kill('SIGKILL');
     }
   }, 120_000);
 

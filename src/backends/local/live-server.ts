@@ -70,17 +70,27 @@ export async function findLiveServer(pgdata: PinnedDir): Promise<LiveServer | un
     }
     return undefined;
   }
+  // Backends and autovacuum workers come and go: one that exited since the scan is no one.
   const parents = new Map<number, number>();
-  for (const pid of pids) parents.set(pid, (await readProcStat(pid))?.ppid ?? 0);
-  const roots = pids.filter((pid) => !pids.includes(parents.get(pid)!));
-  if (roots.length !== 1) {
-    throw failedPrecondition(`processes ${roots.join(', ')} work in ${where} independently; expected one PostgreSQL server there and nothing else`);
+  for (const pid of pids) {
+    const stat = await readProcStat(pid);
+    if (stat) parents.set(pid, stat.ppid);
   }
-  const pid = roots[0]!;
-  const exe = await readlink(`/proc/${pid}/exe`).catch(() => '(unreadable)');
-  if (basename(exe) !== 'postgres') {
-    throw failedPrecondition(`process ${pid} works in ${where} but runs ${exe}, not a postgres server; refusing to clone a data directory in use`);
+  const present = pids.filter((pid) => parents.has(pid));
+  // Other programs may work there too (a populator of ours reads a source through its working
+  // directory): the server is the postgres process whose parent is not itself a postgres process
+  // working there (backends are the postmaster's children; a shell that started it is not).
+  const postgres: number[] = [];
+  for (const pid of present) {
+    const exe = await readlink(`/proc/${pid}/exe`).catch(() => '');
+    if (basename(exe) === 'postgres') postgres.push(pid);
   }
+  const servers = postgres.filter((pid) => !postgres.includes(parents.get(pid)!));
+  if (servers.length === 0) return undefined;
+  if (servers.length > 1) {
+    throw failedPrecondition(`postgres processes ${servers.join(', ')} work in ${where} independently; expected one PostgreSQL server there`);
+  }
+  const pid = servers[0]!;
   const uid = await effectiveUid(pid);
   if (uid !== pgdata.uid) {
     throw failedPrecondition(`the server on ${where} (pid ${pid}) runs as uid ${uid}, but ${where} is owned by uid ${pgdata.uid}`);
