@@ -4,6 +4,8 @@ import type { VolumeRef } from './id.js';
 
 /** Directory under the prefix for the driver's own state; never a volume (volume dirs start alphanumeric). */
 export const STATE_DIR = '.pg-reflinker';
+/** In a clone's volume: the populator's result, written last; its presence means the clone is complete. */
+export const POPULATED_MARKER = '.pgr-populated';
 /** Where a clone's data directory lives inside its volume (CNPG mounts the volume and uses `pgdata`). */
 export const PGDATA = 'pgdata';
 

@@ -6,7 +6,7 @@ import { run } from '../../src/exec.js';
 import { failureStatus } from '../../src/controller/populator/outcome.js';
 import { tlsConninfo } from '../../src/controller/populator/conninfo.js';
 import type { PopulatorOptions } from '../../src/controller/populator/script.js';
-import { freePort, grantBackup, initPrimary, ownedDir, postgresUser, startClone, type PgServer } from '../../testbed/postgres.js';
+import { freePort, grantBackup, initPrimary, ownedDir, pgBin, postgresUser, startClone, startStandby, type PgServer } from '../../testbed/postgres.js';
 import { runPopulator, startPopulator, type PopulatorRun, type RunPopulatorOptions } from '../../testbed/populator.js';
 import { createTls, type TlsFiles } from '../../testbed/tls.js';
 import { linksUnder, treeDigest } from '../../testbed/tree.js';
@@ -165,7 +165,7 @@ describeWithRealParts('populator safety: a clone never touches its source, and n
         env: { PGR_TEST_MARK: join(hooks, 'late-tablespace', 'mark'), PGR_TEST_SOCKETS: primary.socketDir, PGR_TEST_PORT: String(primary.port), PGR_TEST_LOCATION: outside('ts_late') },
       });
       expect(await primary.sql("SELECT count(*) FROM pg_tablespace WHERE spcname = 'ts_late'")).toBe('1');
-      await expectRefused(r, vol('ts-late'), /refusing to publish the clone: a tablespace was created or dropped during the copy \(CREATE \d+ ".*ts_late"\)/);
+      await expectRefused(r, vol('ts-late'), /refusing to publish the clone: a tablespace was created or dropped between the source's last checkpoint and the end of the copy \(CREATE \d+ ".*ts_late"\)/);
       expect(await pgrSlots()).toBe('0');
     } finally {
       await primary.sql('DROP TABLESPACE IF EXISTS ts_late');
@@ -228,6 +228,66 @@ describeWithRealParts('populator safety: a clone never touches its source, and n
       await rm(vol('keepalive'), { recursive: true, force: true });
     }
   }, 60_000);
+
+  test('one population of a volume at a time: a second populator refuses while the first still runs', async () => {
+    const held = await hook('hold-second', 'cp', [
+      'if [[ "$*" == *"/.pgr-staging/pgdata/"* ]]; then',
+      '  : >"$PGR_TEST_HOLD.started"',
+      '  while [ ! -e "$PGR_TEST_HOLD.release" ]; do sleep 0.1; done',
+      'fi',
+      'exec /bin/cp "$@"',
+    ]);
+    const hold = join(hooks, 'hold-second', 'first');
+    await ownedDir(vol('twice'));
+    const first = await startPopulator(online('twice'), { scriptDir: join(fs.base, 'bin'), pathPrefix: [held], env: { PGR_TEST_HOLD: hold } });
+    try {
+      for (let i = 0; !existsSync(`${hold}.started`); i++) {
+        if (i > 300) throw new Error('the copy never started');
+        await sleep(100);
+      }
+      const second = await populate(online('twice'));
+      expect(second.code).toBe(1);
+      expect(second.reason).toMatch(/another population of .*twice is still running; refusing to start a second/);
+      expect(existsSync(join(vol('twice'), '.pgr-staging', 'pgdata'))).toBe(true);
+    } finally {
+      await writeFile(`${hold}.release`, '');
+    }
+    const r = await first.done;
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    await rm(vol('twice'), { recursive: true, force: true });
+  }, 60_000);
+
+  test("a standby clone holds WAL up to the stop LSN and nothing after it (a standby's last segment goes on past it)", async () => {
+    const standby = await startStandby(primary, { volumeDir: vol('standby'), port: await freePort(), socketDir: sockets('standby'), logFile: logFile('standby') });
+    servers.push(standby);
+    try {
+      // Received but not replayed: the standby's stop LSN (its replay point) stays behind what its
+      // last segment holds, as it does under load.
+      await standby.sql("ALTER SYSTEM SET recovery_min_apply_delay = '1h'");
+      await standby.sql('SELECT pg_reload_conf()');
+      await primary.sql('CREATE TABLE after_stop AS SELECT generate_series(1, 1000) AS id');
+      for (let i = 0; ; i++) {
+        const lag = await standby.sql('SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) > 0');
+        if (lag === 't') break;
+        if (i > 100) throw new Error('the standby never received WAL it did not replay');
+        await sleep(100);
+      }
+      await ownedDir(vol('standby-clone'));
+      const r = await populate(online('standby-clone', standby));
+      if (!r.result) throw new Error(`populator failed: ${describeRun(r)}`);
+      expect(r.result.backupFrom).toBe('standby');
+      const { stdout } = await run(pgBin('pg_waldump'), ['--path', join(vol('standby-clone'), 'pgdata', 'pg_wal'), '--timeline', String(r.result.timeline), '--start', r.result.stopLsn!], {
+        okCodes: [0, 1],
+      });
+      expect(stdout.split('\n').filter((l) => l.startsWith('rmgr:'))).toEqual([]);
+      const clone = await startClone({ volumeDir: vol('standby-clone'), port: await freePort(), socketDir: sockets('standby-clone'), logFile: logFile('standby-clone') });
+      servers.push(clone);
+      expect(await clone.sql("SELECT count(*) FROM pg_tables WHERE tablename = 'after_stop'")).toBe('0');
+      await clone.stop();
+    } finally {
+      await standby.stop();
+    }
+  }, 120_000);
 
   test('hostile server values (wal_segment_size, LSNs, timeline, BACKUP FROM) are refused before any shell or JSON sees them', async () => {
     // No real PostgreSQL returns such values: a psql stand-in plays a hostile server, running the

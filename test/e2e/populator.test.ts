@@ -296,8 +296,15 @@ describeWithRealParts('populator on a real XFS filesystem with PostgreSQL 15 und
     const source = await ownedDir(vol('small'));
     await writeFile(join(source, 'data'), 'some bytes\n');
     const plain = (name: string): PopulatorOptions => ({ mode: 'plain', sourceDir: source, volumeDir: vol(name), label: name, uid: pg.uid, gid: pg.gid });
+    // A plain copy tolerates vanishing files only when the StorageClass allowed a crash-consistent
+    // copy of a volume in use; of a volume nobody uses, a vanished file means a deleted source.
+    await ownedDir(vol('plain-strict'));
+    const strict = await populate(plain('plain-strict'), hook('vanish'));
+    expectFailed(strict);
+    expect(strict.reason).toMatch(/copy of .* failed \(cp exit 1\): cp: cannot stat .* No such file or directory/);
+    await expectEmpty(vol('plain-strict'));
     await ownedDir(vol('plain-vanish'));
-    const vanished = await populate(plain('plain-vanish'), hook('vanish'));
+    const vanished = await populate({ ...plain('plain-vanish'), crashConsistent: true }, hook('vanish'));
     expect(vanished.result?.files).toBe(1);
     expect(await readFile(join(vol('plain-vanish'), 'data'), 'utf8')).toBe('some bytes\n');
     await ownedDir(vol('plain-eacces'));

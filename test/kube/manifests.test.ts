@@ -157,6 +157,24 @@ describe('populator wrapper (bash)', () => {
     return { status: r.status, stdout: r.stdout, stderr: r.stderr, message };
   };
 
+  test("as the container's first process, SIGTERM reaches the populator: it reports the interruption", () => {
+    // PID 1 of a new PID namespace, as in a container: signals without a handler are not delivered to it.
+    const dir = mkdtempSync(join(tmpdir(), 'pgr-wrap-'));
+    const term = join(dir, 'termination-log');
+    const script = "trap 'echo \"pg-reflinker populate: interrupted by SIGTERM\" >&2; exit 1' TERM; sleep 30 & wait";
+    const started = Date.now();
+    const r = spawnSync('unshare', ['--pid', '--fork', '--kill-child', 'bash', '-c', `(sleep 1; kill -TERM 1) & exec bash -c "$PGR_WRAPPER"`], {
+      env: { PATH: process.env.PATH, TMPDIR: dir, PGR_TERMINATION_LOG: term, PGR_POPULATOR_SCRIPT: script, PGR_WRAPPER: POPULATE_WRAPPER },
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    const message = readFileSync(term, 'utf8');
+    rmSync(dir, { recursive: true, force: true });
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(r.status).toBe(1);
+    expect(message).toBe('pg-reflinker populate: interrupted by SIGTERM\n');
+  });
+
   test('success: the JSON line becomes the termination message', () => {
     const r = run('echo progress >&2; echo \'{"mode":"plain","x":1}\'');
     expect(r.status).toBe(0);

@@ -159,6 +159,24 @@ describe("the clone's record: which Job is the driver's", () => {
     expect(api.get('jobs.batch', 'db', name)?.metadata.uid).toBe(forged.metadata.uid);
   });
 
+  test('a populator Job deleted by someone while its pod still runs: no second Job writes into the volume until that pod has stopped', async () => {
+    const { clone, request } = await setup();
+    expect((await errorOf(ctl.call('CreateVolume', request))).code).toBe(status.ABORTED);
+    const first = recordedJobName(api, clone.name)!;
+    const pod = kubelet.start('db', first);
+    // Deleted with its pods orphaned (or still terminating): the old populator goes on writing.
+    api.delete('jobs.batch', 'db', first, 'Orphan');
+    const waiting = await errorOf(ctl.call('CreateVolume', request));
+    expect(waiting.code).toBe(status.ABORTED);
+    expect(waiting.details).toMatch(new RegExp(`waiting for its pod ${pod.metadata.name} to stop`));
+    expect(populateJobs('db')).toHaveLength(0);
+    api.patch('pods', 'db', pod.metadata.name, { status: { phase: 'Failed' } });
+    expect((await errorOf(ctl.call('CreateVolume', request))).code).toBe(status.ABORTED);
+    const second = recordedJobName(api, clone.name)!;
+    expect(second).not.toBe(first);
+    expect(populateJobs('db').map((j) => j.metadata.name)).toEqual([second]);
+  });
+
   test('a controller that stops between the record and the Job makes the recorded Job on the next call, once', async () => {
     const { clone, request } = await setup();
     let failed = false;

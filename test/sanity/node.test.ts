@@ -111,6 +111,17 @@ describeWithRealParts('CSI conformance: Node (standalone driver over its unix so
     await node('NodeUnpublishVolume', { volume_id: plain.volume_id, target_path: plainPath });
   });
 
+  it('publishes nosuid and nodev, read-write or read-only (a copied setuid file or device node gives a pod nothing)', async () => {
+    const volume = await newVolume();
+    for (const readonly of [false, true]) {
+      const path = target(`flags-${readonly}`);
+      await node('NodePublishVolume', { volume_id: volume.volume_id, target_path: path, volume_capability: mountCap(), readonly, volume_context: volume.volume_context });
+      const entry = (await readMounts()).filter((m) => m.mountPoint === path).pop();
+      expect(entry?.options).toEqual(expect.arrayContaining(['nosuid', 'nodev', readonly ? 'ro' : 'rw']));
+      await node('NodeUnpublishVolume', { volume_id: volume.volume_id, target_path: path });
+    }
+  });
+
   it('publishes read-only when asked', async () => {
     const volume = await newVolume();
     const path = target('ro');

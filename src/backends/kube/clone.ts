@@ -95,7 +95,12 @@ export class Cloner {
             mode,
           });
         } else if (record.jobUid || record.jobNamespace !== namespace) {
-          // Its Job is gone (deleted, or expired by TTL): a new attempt under a new name.
+          // Its Job is gone (deleted, or expired by TTL): a new attempt under a new name, once no
+          // pod of the old one still writes into the volume.
+          const alive = record.jobUid ? await this.d.jobs.livePods(record.jobNamespace, record.jobUid) : [];
+          if (alive.length > 0) {
+            return { phase: 'running', message: `populator Job ${record.jobNamespace}/${record.jobName} was deleted; waiting for its pod ${alive[0]!.metadata?.name} to stop before starting again` };
+          }
           record = await this.d.records.renew(dir, record, namespace, mode);
         }
         ({ job, record } = await this.createJob(record, spec, source, plan, clonePvc));

@@ -7,7 +7,7 @@ import type { VolumeRef } from '../../volume/id.js';
 import { CLEANUP_CONTAINER, cleanupJobFor } from './cleanup-job.js';
 import { kubeCall, mergePatch, orNone, type KubeClient } from './client.js';
 import type { CloneRecord, CloneRecords } from './clone-record.js';
-import { ANN_VOLUME_ID, JOB_CONTROLLER_UID_LABEL } from './constants.js';
+import { ANN_VOLUME_ID } from './constants.js';
 import { Jobs, isFinished, jobAgeSeconds, jobPhase, podVerdict } from './jobs.js';
 import { cleanupJobName } from './names.js';
 import type { KubeSettings } from './settings.js';
@@ -106,8 +106,7 @@ export class Deleter {
     if (job) await this.d.jobs.delete(job);
     if (!record.jobUid && !job) return undefined;
     const uid = record.jobUid ?? job!.metadata!.uid!;
-    const pods = await this.d.client.core.listNamespacedPod({ namespace: record.jobNamespace, labelSelector: `${JOB_CONTROLLER_UID_LABEL}=${uid}` });
-    const alive = pods.items.filter((p) => p.metadata?.ownerReferences?.some((o) => o.controller && o.uid === uid) && p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed');
+    const alive = await this.d.jobs.livePods(record.jobNamespace, uid);
     return alive.length > 0 ? `waiting for populator pod ${alive[0]!.metadata?.namespace}/${alive[0]!.metadata?.name} to stop` : undefined;
   }
 

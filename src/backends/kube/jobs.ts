@@ -109,6 +109,14 @@ export class Jobs {
   }
 
   /** The Job's pods: selected by its uid label, kept only with its controller reference (a label alone anyone in the namespace can set). */
+  /** Pods still running (or about to) for the Job with this uid: only those it controls, by uid. */
+  async livePods(namespace: string, uid: string): Promise<V1Pod[]> {
+    const list = await this.client.core.listNamespacedPod({ namespace, labelSelector: `${JOB_CONTROLLER_UID_LABEL}=${uid}` });
+    return list.items.filter(
+      (p) => p.metadata?.ownerReferences?.some((o) => o.controller && o.uid === uid) && p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed',
+    );
+  }
+
   async pods(job: V1Job): Promise<V1Pod[]> {
     const uid = job.metadata!.uid;
     const list = await this.client.core.listNamespacedPod({ namespace: job.metadata!.namespace!, labelSelector: `${JOB_CONTROLLER_UID_LABEL}=${uid}` });

@@ -83,8 +83,17 @@ export const POPULATE_WRAPPER = String.raw`set -u
 out=${'$'}{TMPDIR:-/tmp}/pgr-populate.out
 err=${'$'}{TMPDIR:-/tmp}/pgr-populate.err
 term=${'$'}{PGR_TERMINATION_LOG:-/dev/termination-log}
-bash -c "$PGR_POPULATOR_SCRIPT" >"$out" 2>"$err"
+# The container's first process: the kernel delivers it no signal it has no handler for, so the
+# kubelet's SIGTERM reaches the populator (which aborts the backup and cleans up) only through this.
+bash -c "$PGR_POPULATOR_SCRIPT" >"$out" 2>"$err" &
+child=$!
+trap 'kill -TERM "$child" 2>/dev/null' TERM INT
+wait "$child"
 rc=$?
+while kill -0 "$child" 2>/dev/null; do
+  wait "$child"
+  rc=$?
+done
 cat "$err" >&2
 cat "$out"
 if [ "$rc" -eq 0 ]; then
@@ -198,6 +207,8 @@ export function populateJob(input: PopulateJobInput): V1Job {
     env: [
       ...Object.entries(env).map(([name, value]) => ({ name, value })),
       { name: 'HOME', value: POD_PATHS.tmp },
+      // The populator reads cp's messages (vanished files, ENOSPC): they must be untranslated.
+      { name: 'LC_ALL', value: 'C' },
       { name: 'PGR_POPULATOR_SCRIPT', value: renderPopulatorScript() },
     ],
     volumeMounts: mounts,

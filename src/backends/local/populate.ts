@@ -10,7 +10,7 @@ import { STAGING_DIR, populatorEnv, renderPopulatorScript } from '../../controll
 import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
 import { pathKind, volumePath } from '../../volume/paths.js';
-import { removeTree } from '../../volume/remove-tree.js';
+import { removeVolumeTree } from '../../volume/remove.js';
 import { UntrustedFileError, readUntrustedFile } from '../../volume/untrusted-file.js';
 import { JobFiles, type JobOutput } from './job-files.js';
 import { findLiveServer, type LiveServer } from './live-server.js';
@@ -275,7 +275,7 @@ export class LocalPopulator {
     const volumeDir = volumePath(this.opts.root, { dir });
     if ((await pathKind(volumeDir)) === 'directory') {
       // The clone's directory belongs to the populator's uid: no link it swaps in may be followed.
-      await removeTree(volumeDir);
+      await removeVolumeTree(volumeDir);
     }
   }
 

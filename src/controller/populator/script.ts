@@ -58,7 +58,7 @@ export interface PopulatorOptions {
   crashConsistent?: boolean;
 }
 
-export const POPULATED_MARKER = '.pgr-populated';
+export { POPULATED_MARKER } from '../../volume/paths.js';
 export const STAGING_DIR = '.pgr-staging';
 export const FAILURE_PREFIX = 'pg-reflinker populate: ';
 export const LABEL_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$/;
@@ -180,7 +180,8 @@ pgr_probe_reflink() { # source-file-or-dir destination-dir
   local file=$1
   if [ -d "$file" ]; then file=$(find "$1" -type f -size +0 -print -quit 2>/dev/null || true); fi
   if [ -z "$file" ]; then return 0; fi
-  if ! cp --reflink=always "$file" "$2/.pgr-reflink-probe" 2>"$PGR_WORK/probe.err" 3>&- 4>&-; then
+  # Bounded: a file swapped for a FIFO after find would hold cp forever.
+  if ! timeout 60 cp --reflink=always "$file" "$2/.pgr-reflink-probe" 2>"$PGR_WORK/probe.err" 3>&- 4>&-; then
     pgr_copy_failure "$(dirname "$file")" "$(head -n 1 "$PGR_WORK/probe.err")"
     pgr_reflink_failure "$(dirname "$file")" "$(head -n 1 "$PGR_WORK/probe.err")"
   fi
@@ -353,7 +354,7 @@ pgr_step_copy_tree() {
 # clone never archives the source's WAL.
 pgr_step_wal() {
   local t0 seg=$PGR_WAL_SEGSIZE per first last src=./pg_wal dst=$PGR_STAGE/pgdata/pg_wal summaries=
-  local f n segno name
+  local f n segno name off
   local -a files=()
   t0=$(date +%s%N)
   pgr_check_segsize "$seg"
@@ -390,27 +391,60 @@ pgr_step_wal() {
       pgr_fail "WAL segment $(printf '%08X' "$PGR_TIMELINE")$name (needed from $PGR_START_LSN to $PGR_STOP_LSN) is missing from $PGR_SOURCE_PGDATA/pg_wal: removed before it could be copied"
     fi
   done
+  # The clone holds WAL up to the stop LSN and nothing after it: a standby's last segment goes on
+  # past the stop LSN (no segment switch there), and the clone would replay whatever it finds.
+  name=$(printf '%08X%08X' $((last / per)) $((last % per)))
+  off=$(($(pgr_lsn "$PGR_STOP_LSN") - last * seg))
+  for f in "$dst"/????????$name; do
+    if ((off < seg)); then truncate -s "$off" -- "$f" && truncate -s "$seg" -- "$f"; fi
+  done
   for f in "$dst"/*; do
     if [ -f "$f" ]; then : >"$dst/archive_status/\${f##*/}.done"; fi
   done
-  pgr_check_tablespace_records "$dst"
+  pgr_check_tablespace_records "$dst" "$name"
   echo $(($(date +%s%N) - t0)) >"$PGR_WORK/wal.ns"
 }
 
-# A tablespace created or dropped between pg_backup_start and pg_backup_stop is replayed by the clone
-# at the path the source used: the clone's recovery would make links to, and remove, the source's
-# tablespace directories. The backup's own WAL says whether that happened.
-pgr_check_tablespace_records() { # copied-pg_wal
-  local out
+# A tablespace created or dropped between the backup's start (its checkpoint's redo point) and its
+# stop is replayed by the clone at the path the source used: the clone's recovery would remove and
+# recreate the source's tablespace directories. The backup's own WAL, which the clone replays, says
+# whether that happened; it is read timeline by timeline (pg_waldump follows none).
+pgr_check_tablespace_records() { # copied-pg_wal last-segment-name
+  local f tli=$PGR_TIMELINE stop_tli=$PGR_TIMELINE from to begin line parent switch
   if ! command -v pg_waldump >/dev/null; then
     echo "pg_waldump not found: tablespace changes during the copy are checked by the tablespace list only" >&2
     return 0
   fi
-  if ! out=$(pg_waldump --path="$1" --timeline="$PGR_TIMELINE" --start="$PGR_START_LSN" --end="$PGR_STOP_LSN" --rmgr=Tablespace 2>&1); then
-    pgr_fail "could not read the backup's WAL from $PGR_START_LSN to $PGR_STOP_LSN to check it for tablespace changes: $(printf '%s' "$out" | tail -n 1)"
+  for f in "$1"/????????$2; do
+    if ((16#\${f: -24:8} > stop_tli)); then stop_tli=$((16#\${f: -24:8})); fi
+  done
+  begin=$(pgr_lsn "$PGR_START_LSN")
+  if ((stop_tli != tli)); then
+    f=$1/$(printf '%08X' "$stop_tli").history
+    if [ ! -f "$f" ]; then pgr_fail "the backup's WAL switches to timeline $stop_tli, but its history file is missing"; fi
+    while IFS= read -r line; do
+      if [[ -z $line || $line == '#'* ]]; then continue; fi
+      if ! [[ $line =~ ^([0-9]{1,10})[[:space:]]+([0-9A-F]{1,8}/[0-9A-F]{1,8}) ]]; then pgr_fail "malformed timeline history $f"; fi
+      parent=\${BASH_REMATCH[1]} switch=$(pgr_lsn "\${BASH_REMATCH[2]}")
+      if ((parent < tli || switch <= begin)); then continue; fi
+      pgr_waldump_tablespaces "$1" "$parent" "$begin" "$switch"
+      begin=$switch
+    done <"$f"
+  fi
+  pgr_waldump_tablespaces "$1" "$stop_tli" "$begin" "$(pgr_lsn "$PGR_STOP_LSN")"
+}
+
+pgr_lsn_text() { printf '%X/%X' $(($1 >> 32)) $(($1 & 0xFFFFFFFF)); }
+
+pgr_waldump_tablespaces() { # pg_wal timeline from to (LSNs as numbers)
+  local out from to
+  from=$(pgr_lsn_text "$3") to=$(pgr_lsn_text "$4")
+  if (($3 >= $4)); then return 0; fi
+  if ! out=$(pg_waldump --path="$1" --timeline="$2" --start="$from" --end="$to" --rmgr=Tablespace 2>&1); then
+    pgr_fail "could not read the backup's WAL from $from to $to on timeline $2 to check it for tablespace changes: $(printf '%s' "$out" | tail -n 1)"
   fi
   if grep -q '^rmgr: Tablespace' <<<"$out"; then
-    pgr_fail "refusing to publish the clone: a tablespace was created or dropped during the copy ($(grep -m 1 '^rmgr: Tablespace' <<<"$out" | sed 's/.*desc: //')); the clone would replay it at the source's path. Nothing was published; try again"
+    pgr_fail "refusing to publish the clone: a tablespace was created or dropped between the source's last checkpoint and the end of the copy ($(grep -m 1 '^rmgr: Tablespace' <<<"$out" | sed 's/.*desc: //')); the clone would replay it at the source's path. Nothing was published; try again after the source's next checkpoint"
   fi
 }
 
@@ -693,13 +727,14 @@ pgr_plain() {
   # only the caller can rule out (or the StorageClass's consent to a crash-consistent copy waives).
   if [ -e pgdata/postmaster.pid ] || [ -L pgdata/postmaster.pid ]; then
     if [ "\${PGR_SERVER_STOPPED:-}" != verified ] && [ "\${PGR_CRASH_CONSISTENT:-}" != 1 ]; then
-      pid=$(head -c 20 pgdata/postmaster.pid 2>/dev/null | head -n 1 | tr -cd '0-9')
+      pid=$(timeout 5 head -c 20 pgdata/postmaster.pid 2>/dev/null | head -n 1 | tr -cd '0-9' || true)
       pgr_fail "refusing a plain copy: pgdata/postmaster.pid in the source volume names a server (pid \${pid:-?}) that may still be running, so a copy could be inconsistent; stop the server cleanly (a clean shutdown removes postmaster.pid) or clone it while it runs"
     fi
   fi
   if [ -d pgdata ] || [ -L pgdata ]; then pgr_check_tablespaces pgdata "$PGR_SOURCE_PINNED"; else : >"$PGR_WORK/tablespaces"; fi
   t0=$(date +%s%N)
-  pgr_cp tolerant -a --reflink=always ./. "$v/"
+  # Files vanish from a volume nobody uses only when someone deletes them: that copy is no copy.
+  if [ "\${PGR_CRASH_CONSISTENT:-}" = 1 ]; then pgr_cp tolerant -a --reflink=always ./. "$v/"; else pgr_cp strict -a --reflink=always ./. "$v/"; fi
   copy_ns=$(($(date +%s%N) - t0))
   rm -rf -- "$v/.pgr-staging" "$v/.pgr-populated" "$v/pgdata/postmaster.pid" "$v/pgdata/postmaster.opts"
   pgr_relink_tablespaces pgdata "$v/pgdata" "$v" link
@@ -739,6 +774,10 @@ pgr_main() {
   if ! pgr_is_root && [ "$(id -u)" != "$PGR_UID" ]; then
     pgr_fail "running as uid $(id -u), which can produce files owned by uid $PGR_UID only as root"
   fi
+  # One population of a volume at a time: the lock on its directory is held by every process of
+  # this run (children inherit it), so a second run cannot start while any of them still writes.
+  exec 9<"$PGR_VOLUME_DIR"
+  if ! flock -n 9; then pgr_fail "another population of $PGR_VOLUME_DIR is still running; refusing to start a second"; fi
   # Already done (a retried Job, a second call): report the recorded result.
   if [ -f "$PGR_VOLUME_DIR/.pgr-populated" ]; then
     if grep -qF "\"label\":\"$PGR_LABEL\"" "$PGR_VOLUME_DIR/.pgr-populated"; then
