@@ -289,6 +289,47 @@ describeWithRealParts('populator safety: a clone never touches its source, and n
     }
   }, 120_000);
 
+  test('a standby that followed a failover (its WAL since the last restartpoint spans two timelines) clones, tablespace check included', async () => {
+    const promoted = await startStandby(primary, { volumeDir: vol('failover-1'), port: await freePort(), socketDir: sockets('failover-1'), logFile: logFile('failover-1') });
+    servers.push(promoted);
+    const follower = await startStandby(primary, { volumeDir: vol('failover-2'), port: await freePort(), socketDir: sockets('failover-2'), logFile: logFile('failover-2') });
+    servers.push(follower);
+    try {
+      // The new primary's first checkpoint after promotion is spread over its checkpoint_timeout:
+      // with many dirty buffers and an hour for it, the follower's last restartpoint stays on the
+      // old timeline, so the backup's WAL spans both.
+      for (const setting of ["checkpoint_timeout = '1h'", "max_wal_size = '4GB'"]) await promoted.sql(`ALTER SYSTEM SET ${setting}`);
+      await promoted.sql('SELECT pg_reload_conf()');
+      await primary.sql("CREATE TABLE failover_bulk AS SELECT g, repeat('x', 200) AS v FROM generate_series(1, 100000) g");
+      for (let i = 0; (await promoted.sql("SELECT count(*) FROM pg_tables WHERE tablename = 'failover_bulk'")) !== '1'; i++) {
+        if (i > 300) throw new Error('the standby never replayed the bulk table');
+        await sleep(100);
+      }
+      await promoted.sql('SELECT pg_promote()');
+      await follower.sql(`ALTER SYSTEM SET primary_conninfo = 'host=${promoted.socketDir} port=${promoted.port} user=postgres'`);
+      await follower.sql('SELECT pg_reload_conf()');
+      await promoted.sql('CREATE TABLE after_failover AS SELECT generate_series(1, 100) AS id');
+      for (let i = 0; (await follower.sql("SELECT count(*) FROM pg_tables WHERE tablename = 'after_failover'")) !== '1'; i++) {
+        if (i > 300) throw new Error(`the standby never followed the new primary: ${await follower.logTail()}`);
+        await sleep(100);
+      }
+      await ownedDir(vol('failover-clone'));
+      const r = await populate(online('failover-clone', follower));
+      if (!r.result) throw new Error(`populator failed: ${describeRun(r)}`);
+      expect(r.result.backupFrom).toBe('standby');
+      expect(existsSync(join(vol('failover-clone'), 'pgdata', 'pg_wal', '00000002.history'))).toBe(true);
+      const label = await readFile(join(vol('failover-clone'), 'pgdata', 'backup_label'), 'utf8');
+      expect(label).toMatch(/START TIMELINE: 1\n/);
+      const clone = await startClone({ volumeDir: vol('failover-clone'), port: await freePort(), socketDir: sockets('failover-clone'), logFile: logFile('failover-clone') });
+      servers.push(clone);
+      expect(await clone.sql('SELECT count(*) FROM after_failover')).toBe('100');
+      await clone.stop();
+    } finally {
+      await follower.stop();
+      await promoted.stop();
+    }
+  }, 180_000);
+
   test('hostile server values (wal_segment_size, LSNs, timeline, BACKUP FROM) are refused before any shell or JSON sees them', async () => {
     // No real PostgreSQL returns such values: a psql stand-in plays a hostile server, running the
     // populator's own steps with what such a server could send.
