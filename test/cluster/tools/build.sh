@@ -54,6 +54,9 @@ kube_ldflags() { # what the Kubernetes release build stamps, so `--version` and 
 }
 
 wanted=("$@")
+for w in "${wanted[@]}"; do
+  printf '%s\n' "${components[@]}" | grep -q "^$w|" || { echo "build.sh: unknown component '$w'" >&2; exit 2; }
+done
 want() { [ ${#wanted[@]} -eq 0 ] && return 0; local w; for w in "${wanted[@]}"; do [ "$w" = "$1" ] && return 0; done; return 1; }
 
 start_all=$(date +%s)
