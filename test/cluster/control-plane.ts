@@ -251,13 +251,21 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     writeFileSync(kcmKubeconfig, kubeconfigYaml(server, ca, kcmClient.crt, kcmClient.key, 'system:kube-controller-manager'), { mode: 0o600 });
 
     const kcm = run('kube-controller-manager', binaries.kcm, [
-      `--kubeconfig=${kcmKubeconfig}`, `--authentication-kubeconfig=${kcmKubeconfig}`, `--authorization-kubeconfig=${kcmKubeconfig}`,
+      `--kubeconfig=${kcmKubeconfig}`,
       '--use-service-account-credentials=true', `--service-account-private-key-file=${join(dir, 'sa.key')}`,
       `--root-ca-file=${ca}`, '--leader-elect=false', '--bind-address=127.0.0.1', `--secure-port=${kcmPort}`,
       `--cert-dir=${join(dir, 'kcm-certs')}`, '--profiling=false', '--v=1',
       ...(options.controllerManagerFlags ?? []),
     ]);
     await waitFor(kcm, 'health (/healthz)', async () => (await get(`https://127.0.0.1:${kcmPort}/healthz`, Buffer.alloc(0))).status === 200);
+    // /healthz answers before the controllers start (about 5 s later): ready means the
+    // service-account and root-CA publishers have done their work in `default`, so Jobs, Pods
+    // and namespaces created next are handled at once.
+    await waitFor(kcm, 'the default ServiceAccount and kube-root-ca.crt', async () => {
+      const sa = await get(`${server}/api/v1/namespaces/default/serviceaccounts/default`, caPem, adminPem.cert, adminPem.key);
+      const cm = await get(`${server}/api/v1/namespaces/default/configmaps/kube-root-ca.crt`, caPem, adminPem.cert, adminPem.key);
+      return sa.status === 200 && cm.status === 200;
+    });
 
     const users = new Map<string, string>();
     const kubeconfigFileFor = (user: string, groups: string[] = []) => {
