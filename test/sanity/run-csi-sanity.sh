@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # Runs the real csi-sanity (kubernetes-csi/csi-test v5) against `pg-reflinker standalone` on a
-# fresh XFS (reflink=1) loop filesystem. Needs root. Prints a notice and exits 0 when csi-sanity
-# is not on PATH (it cannot be installed on machines without access to its release downloads).
+# fresh XFS (reflink=1) loop filesystem. Needs root. csi-sanity is built from its Go module by
+# test/cluster/tools/build.sh (PGR_CSI_SANITY, or the tools cache's manifest, or PATH). When it is
+# missing the script says so and exits 0, except in CI (CI set), where it fails.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-if ! command -v csi-sanity >/dev/null 2>&1; then
-  echo "csi-sanity is not on PATH: nothing run. Install csi-test v5 and run npm run sanity again." >&2
+tools_cache=${PGR_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pg-reflinker/tools}
+csi_sanity=${PGR_CSI_SANITY:-}
+[ -n "$csi_sanity" ] || csi_sanity=$(sed -n 's/^PGR_CSI_SANITY=//p' "$tools_cache/manifest.env" 2>/dev/null || true)
+[ -n "$csi_sanity" ] || csi_sanity=$(command -v csi-sanity || true)
+if [ -z "$csi_sanity" ] || [ ! -x "$csi_sanity" ]; then
+  echo "csi-sanity is not built: nothing run. Build it with test/cluster/tools/build.sh csi-sanity." >&2
   echo "(npm test runs our own conformance suite in test/sanity instead.)" >&2
+  [ -z "${CI:-}" ] || exit 1
   exit 0
 fi
+echo "csi-sanity: $csi_sanity ($("$csi_sanity" --version 2>/dev/null | head -1))" >&2
 [ "$(id -u)" = 0 ] || { echo "npm run sanity needs root (loop mount, bind mounts)" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/pgr-sanity.XXXXXX)
@@ -34,7 +41,7 @@ node dist/src/main.js standalone --endpoint "unix://$work/csi.sock" --root "$wor
 driver_pid=$!
 for _ in $(seq 100); do [ -S "$work/csi.sock" ] && break; sleep 0.1; done
 
-csi-sanity \
+"$csi_sanity" \
   --csi.endpoint "unix://$work/csi.sock" \
   --csi.mountdir "$work/target" \
   --csi.stagingdir "$work/staging" \
