@@ -20,6 +20,8 @@ echo "csi-sanity: $csi_sanity ($("$csi_sanity" --version 2>/dev/null | head -1))
 [ "$(id -u)" = 0 ] || { echo "npm run sanity needs root (loop mount, bind mounts)" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/pgr-sanity.XXXXXX)
+# The populator runs as an unprivileged uid (never root): it must be able to reach the volume root.
+chmod 0755 "$work"
 driver_pid=
 driver_log=${PGR_SANITY_DRIVER_LOG:-/tmp/pg-reflinker-sanity-driver.log}
 cleanup() {

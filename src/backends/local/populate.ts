@@ -15,6 +15,7 @@ import { UntrustedFileError, readUntrustedFile } from '../../volume/untrusted-fi
 import { JobFiles, type JobOutput } from './job-files.js';
 import { findLiveServer, type LiveServer } from './live-server.js';
 import { populatorUser, type PopulatorUser } from './populator-user.js';
+import { assertReachable } from './reachable.js';
 import { groupExists, killGroup, readProcStatSync, signalGroup, stillRunning } from './proc.js';
 import { assertStillPinned, identityOf, pinSource, type PinnedDir } from './source.js';
 
@@ -178,6 +179,7 @@ export class LocalPopulator {
     const server = source.pgdata ? await findLiveServer(source.pgdata) : undefined;
     const mode = server ? 'online' : 'plain';
     const user = populatorUser(source);
+    await assertReachable(this.opts.root, user);
     const copied: PinnedDir = server ? source.pgdata! : source.volumeDir;
     const volumeDir = await this.emptyVolumeDir(spec);
     try {
