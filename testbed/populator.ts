@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -84,4 +85,32 @@ export async function startPopulator(opts: PopulatorOptions, run: RunPopulatorOp
 
 export async function runPopulator(opts: PopulatorOptions, run: RunPopulatorOptions = {}): Promise<PopulatorRun> {
   return (await startPopulator(opts, run)).done;
+}
+
+export interface HeldPopulator extends PopulatorProcess {
+  /** Lets the held tree copy go on. */
+  release(): Promise<void>;
+}
+
+/**
+ * Starts the populator with a test hook on PATH: a cp that holds the tree copy (inside the backup
+ * bracket) until released, so a test can act while the population runs. Resolves once the copy is
+ * held. `hookDir` must be writable by the populator's user (the hook leaves a mark there).
+ */
+export async function startHeldPopulator(opts: PopulatorOptions, hookDir: string, run: RunPopulatorOptions = {}): Promise<HeldPopulator> {
+  await writeFile(
+    join(hookDir, 'cp'),
+    ['#!/bin/bash', 'if [[ "$*" == *"/.pgr-staging/pgdata/"* ]]; then', '  : >"$PGR_TEST_HOLD.started"', '  while [ ! -e "$PGR_TEST_HOLD.release" ]; do sleep 0.1; done', 'fi', 'exec /bin/cp "$@"', ''].join('\n'),
+    { mode: 0o755 },
+  );
+  const hold = join(hookDir, 'hold');
+  const proc = await startPopulator(opts, { ...run, pathPrefix: [hookDir, ...(run.pathPrefix ?? [])], env: { ...run.env, PGR_TEST_HOLD: hold } });
+  let ended = false;
+  void proc.done.then(() => (ended = true));
+  for (let i = 0; !existsSync(`${hold}.started`); i++) {
+    if (ended) throw new Error(`the populator ended before its copy: ${JSON.stringify(await proc.done)}`);
+    if (i > 600) throw new Error('the copy never started');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return { ...proc, release: () => writeFile(`${hold}.release`, '') };
 }

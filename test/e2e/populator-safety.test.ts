@@ -7,7 +7,7 @@ import { failureStatus } from '../../src/controller/populator/outcome.js';
 import { tlsConninfo } from '../../src/controller/populator/conninfo.js';
 import type { PopulatorOptions } from '../../src/controller/populator/script.js';
 import { freePort, grantBackup, initPrimary, ownedDir, pgBin, postgresUser, startClone, startStandby, type PgServer } from '../../testbed/postgres.js';
-import { runPopulator, startPopulator, type PopulatorRun, type RunPopulatorOptions } from '../../testbed/populator.js';
+import { runPopulator, startHeldPopulator, type PopulatorRun, type RunPopulatorOptions } from '../../testbed/populator.js';
 import { createTls, type TlsFiles } from '../../testbed/tls.js';
 import { linksUnder, treeDigest } from '../../testbed/tree.js';
 import { createLoopFs, type LoopFs } from '../../testbed/xfs.js';
@@ -193,21 +193,9 @@ describeWithRealParts('populator safety: a clone never touches its source, and n
   }, 60_000);
 
   test('the server session keeps TCP keepalives of at most 10 s (a dead peer ends the backup and the slot within a minute)', async () => {
-    const held = await hook('hold', 'cp', [
-      'if [[ "$*" == *"/.pgr-staging/pgdata/"* ]]; then',
-      '  : >"$PGR_TEST_HOLD.started"',
-      '  while [ ! -e "$PGR_TEST_HOLD.release" ]; do sleep 0.1; done',
-      'fi',
-      'exec /bin/cp "$@"',
-    ]);
-    const hold = join(hooks, 'hold', 'keepalive');
     await ownedDir(vol('keepalive'));
-    const proc = await startPopulator(online('keepalive'), { scriptDir: join(fs.base, 'bin'), pathPrefix: [held], env: { PGR_TEST_HOLD: hold } });
+    const proc = await startHeldPopulator(online('keepalive'), await ownedDir(join(hooks, 'hold')), { scriptDir: join(fs.base, 'bin') });
     try {
-      for (let i = 0; !existsSync(`${hold}.started`); i++) {
-        if (i > 300) throw new Error('the copy never started');
-        await sleep(100);
-      }
       // The server's end of the populator's connection: ss shows its keepalive timer as e.g.
       // "keepalive,9.848ms" (9 s 848 ms) or, with the system default of 2 hours, "keepalive,119min".
       let timers: number[] = [];
@@ -222,7 +210,7 @@ describeWithRealParts('populator safety: a clone never touches its source, and n
       expect([timers.length > 0, seen]).toEqual([true, seen]);
       expect(Math.max(...timers)).toBeLessThanOrEqual(10);
     } finally {
-      await writeFile(`${hold}.release`, '');
+      await proc.release();
       const r = await proc.done;
       expect(r.code).toBe(0);
       await rm(vol('keepalive'), { recursive: true, force: true });
@@ -230,27 +218,15 @@ describeWithRealParts('populator safety: a clone never touches its source, and n
   }, 60_000);
 
   test('one population of a volume at a time: a second populator refuses while the first still runs', async () => {
-    const held = await hook('hold-second', 'cp', [
-      'if [[ "$*" == *"/.pgr-staging/pgdata/"* ]]; then',
-      '  : >"$PGR_TEST_HOLD.started"',
-      '  while [ ! -e "$PGR_TEST_HOLD.release" ]; do sleep 0.1; done',
-      'fi',
-      'exec /bin/cp "$@"',
-    ]);
-    const hold = join(hooks, 'hold-second', 'first');
     await ownedDir(vol('twice'));
-    const first = await startPopulator(online('twice'), { scriptDir: join(fs.base, 'bin'), pathPrefix: [held], env: { PGR_TEST_HOLD: hold } });
+    const first = await startHeldPopulator(online('twice'), await ownedDir(join(hooks, 'hold-second')), { scriptDir: join(fs.base, 'bin') });
     try {
-      for (let i = 0; !existsSync(`${hold}.started`); i++) {
-        if (i > 300) throw new Error('the copy never started');
-        await sleep(100);
-      }
       const second = await populate(online('twice'));
       expect(second.code).toBe(1);
       expect(second.reason).toMatch(/another population of .*twice is still running; refusing to start a second/);
       expect(existsSync(join(vol('twice'), '.pgr-staging', 'pgdata'))).toBe(true);
     } finally {
-      await writeFile(`${hold}.release`, '');
+      await first.release();
     }
     const r = await first.done;
     expect([r.code, r.stderr]).toEqual([0, '']);
