@@ -12,7 +12,9 @@ import { load } from 'js-yaml';
 
 import { describeWithRealParts } from '../support/requirements.js';
 import { components } from '../cluster/components.js';
-import { CHART_DIR, TEST_DIR, helm, renderOrThrow, template, type K8sObject, type RenderResult } from './helm-chart.js';
+import {
+  CHART_DIR, TEST_DIR, helm, objectsOfFiles, renderOrThrow, strictRender, template, type K8sObject, type RenderResult,
+} from './helm-chart.js';
 import { DRIVER_NAME, imageProblem, labelsMatch, podTemplateOf, validateObjects } from './manifest-checks.js';
 import { restrictedViolations, type Container, type PodTemplate } from './pod-security.js';
 
@@ -76,7 +78,7 @@ function nodePod(r: RenderResult): PodTemplate {
   return podTemplateOf(one(r, 'DaemonSet'));
 }
 
-describeWithRealParts('the chart rendered by the real helm', [components('helm')], () => {
+describeWithRealParts('the chart rendered by the real helm', [components('helm', 'helm-strict-render')], () => {
   let def: RenderResult;
   let alt: RenderResult;
   let scratch = '';
@@ -116,6 +118,17 @@ describeWithRealParts('the chart rendered by the real helm', [components('helm')
       const lint = helm(['lint', '--strict', CHART_DIR, '--namespace', NS]);
       expect(lint.ok ? lint.stdout : lint.error).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
       expect(lint.ok && lint.stdout.split('\n').filter((l) => /^\[(WARNING|ERROR)\]/.test(l))).toEqual([]);
+    });
+
+    test.each([
+      ['default values', NS, [] as string[]],
+      ['non-default values', NONDEFAULT_NS, [NONDEFAULT_VALUES]],
+    ])('strict rendering (helm\'s engine, missingkey=error) succeeds with %s and gives what helm template gives', (_name, namespace, valueFiles) => {
+      const r = namespace === NS ? def : alt;
+      const strict = strictRender({ namespace, valueFiles, releaseName: namespace === NS ? 'pg-reflinker' : 'db' });
+      if (!strict.ok) throw new Error(`a template reads a value that does not exist:\n${strict.error}`);
+      expect(objectsOfFiles(strict.files)).toEqual(all(r).map((o) => JSON.stringify(o)).sort());
+      expect(strict.files['pg-reflinker/templates/NOTES.txt'].trim()).toEqual(r.notes.trim());
     });
 
     test('the dry-run release the NOTES come from has exactly the manifest helm template prints', () => {

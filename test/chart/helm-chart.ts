@@ -127,3 +127,27 @@ export function renderOrThrow(opts: RenderOptions = {}): RenderResult {
     releaseManifest: r.manifest,
   };
 }
+
+export type StrictOutcome = { ok: true; files: Record<string, string> } | { ok: false; error: string };
+
+/**
+ * Renders with helm's engine in strict mode (missingkey=error: reading a value that does not exist
+ * is an error), through helm-strict-render (test/cluster/tools/helm/cmd/helm-strict-render).
+ * Returns each template's rendered text by its path.
+ */
+export function strictRender(opts: RenderOptions = {}): StrictOutcome {
+  const args = [CHART_DIR, opts.releaseName ?? 'pg-reflinker', opts.namespace ?? 'pg-reflinker-system', ...(opts.valueFiles ?? [])];
+  const r = spawnSync(componentPath('helm-strict-render'), args, { encoding: 'utf8', timeout: 60_000, maxBuffer: 64 * 1024 * 1024 });
+  if (r.status !== 0) return { ok: false, error: (r.stderr || r.error?.message || `exit ${r.status}`).trim() };
+  return { ok: true, files: JSON.parse(r.stdout) as Record<string, string> };
+}
+
+/** The objects of rendered template files (NOTES.txt left out), each as JSON, sorted. */
+export function objectsOfFiles(files: Record<string, string>): string[] {
+  return Object.entries(files)
+    .filter(([name]) => !name.endsWith('/NOTES.txt'))
+    .flatMap(([, text]) => text.split(/^---\s*$/m))
+    .filter((text) => text.split('\n').some((l) => l.trim() !== '' && !l.trimStart().startsWith('#')))
+    .map((text) => JSON.stringify(load(text)))
+    .sort();
+}
