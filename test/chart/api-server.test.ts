@@ -11,6 +11,7 @@ import { startControlPlane, type ControlPlane } from '../cluster/control-plane.j
 import { DryRunApi, type ApiAnswer } from './api-dry-run.js';
 import { TEST_DIR, renderOrThrow, type K8sObject, type RenderedDocument, type RenderResult } from './helm-chart.js';
 import { podTemplateOf } from './manifest-checks.js';
+import { breakEveryControl, restrictedViolations, type PodTemplate } from './pod-security.js';
 
 const NS = 'pg-reflinker-system';
 const NONDEFAULT_NS = 'storage';
@@ -23,8 +24,7 @@ function verdict(d: RenderedDocument, a: ApiAnswer) {
 }
 
 /** The workload's pod template as a Pod of its own in `namespace`. */
-function podOf(workload: K8sObject, namespace: string): K8sObject {
-  const tpl = podTemplateOf(workload);
+function podOf(workload: K8sObject, namespace: string, tpl: PodTemplate = podTemplateOf(workload)): K8sObject {
   return { apiVersion: 'v1', kind: 'Pod', metadata: { name: `${workload.metadata.name}-pod`, namespace, labels: tpl.metadata?.labels as Record<string, unknown> }, spec: tpl.spec };
 }
 
@@ -38,6 +38,39 @@ function asGoTypesHoldIt(o: K8sObject): K8sObject {
     if (key === 'env' && Array.isArray(v)) return v.map((e: Record<string, unknown>) => (e.value === '' ? { name: e.name } : e));
     return v;
   }) as K8sObject;
+}
+
+// PodSecurity admission's name for each check it reports (k8s.io/pod-security-admission) and the
+// control of pod-security.ts that is the same rule.
+const CONTROL_OF_CHECK: Record<string, string> = {
+  'host namespaces': 'hostNamespaces', privileged: 'privileged', 'non-default capabilities': 'baselineCapabilities',
+  'hostPath volumes': 'hostPathVolumes', hostPort: 'hostPorts', 'seccompProfile': 'seccompRequired',
+  'allowPrivilegeEscalation != false': 'privilegeEscalation', 'unrestricted capabilities': 'capabilitiesRestricted',
+  'restricted volume types': 'volumeTypes', 'runAsNonRoot != true': 'runningAsNonRoot', 'runAsUser=0': 'runningAsNonRootUser',
+};
+// At the restricted level these baseline checks are replaced by their restricted counterparts,
+// which the server names instead.
+const REPLACED_AT_RESTRICTED: Record<string, string> = {
+  hostPathVolumes: 'volumeTypes', baselineCapabilities: 'capabilitiesRestricted', seccompNotUnconfined: 'seccompRequired',
+};
+
+/** The checks a PodSecurity refusal names: `violates PodSecurity "...": name (detail), name (detail)`. */
+function checksNamed(message: string): string[] {
+  const list = message.replace(/^.*?violates PodSecurity "[^"]+": /, '');
+  const names: string[] = [];
+  let depth = 0;
+  let start = 0;
+  for (let i = 0; i < list.length; i++) {
+    if (list[i] === '(' && depth++ === 0) names.push(list.slice(start, i).replace(/^, /, '').trim());
+    if (list[i] === ')' && --depth === 0) start = i + 1;
+  }
+  return names;
+}
+
+/** The controls pod-security.ts finds broken that PodSecurity admission at restricted reports. */
+function controlsReportedAtRestricted(tpl: PodTemplate): string[] {
+  const broken = Object.keys(restrictedViolations(tpl));
+  return broken.filter((c) => !(c in REPLACED_AT_RESTRICTED && broken.includes(REPLACED_AT_RESTRICTED[c]))).sort();
 }
 
 function inNamespace(o: K8sObject, namespace: string): K8sObject {
@@ -112,6 +145,19 @@ describeWithRealParts('the chart on a real API server', [components('helm'), CON
     expect(refused.status).toBe(403);
     expect(String(refused.body.message)).toMatch(/violates PodSecurity "restricted:latest": .*privileged.*hostPath/);
     console.log(`PodSecurity restricted on the node pod: ${String(refused.body.message)}`);
+  });
+
+  test('PodSecurity admission and pod-security.ts find the same controls broken, in the node pod and in a pod broken every way', async () => {
+    for (const [name, tpl] of [
+      ['node', podTemplateOf(workload(def, 'DaemonSet'))],
+      ['broken-controller', breakEveryControl(podTemplateOf(workload(def, 'Deployment')))],
+    ] as const) {
+      const pod = podOf({ ...workload(def, 'Deployment'), metadata: { name } }, RESTRICTED_NS, tpl);
+      const a = await api.dryRunCreate(JSON.stringify(pod), pod, 'application/json');
+      expect(a.status).toBe(403);
+      const byServer = checksNamed(String(a.body.message)).map((c) => CONTROL_OF_CHECK[c] ?? `unknown check: ${c}`).sort();
+      expect({ pod: name, controls: byServer }).toEqual({ pod: name, controls: controlsReportedAtRestricted(tpl) });
+    }
   });
 
   test('restricted namespace: PodSecurity has no warning for the controller Deployment, and warns for the node DaemonSet', async () => {

@@ -16,7 +16,7 @@ import {
   CHART_DIR, TEST_DIR, helm, objectsOfFiles, renderOrThrow, strictRender, template, type K8sObject, type RenderResult,
 } from './helm-chart.js';
 import { DRIVER_NAME, imageProblem, labelsMatch, podTemplateOf, validateObjects } from './manifest-checks.js';
-import { restrictedViolations, type Container, type PodTemplate } from './pod-security.js';
+import { breakEveryControl, restrictedViolations, type Container, type PodTemplate } from './pod-security.js';
 
 const NS = 'pg-reflinker-system';
 const NONDEFAULT_NS = 'storage';
@@ -190,13 +190,7 @@ describeWithRealParts('the chart rendered by the real helm', [components('helm',
     });
 
     test('the Pod Security checker itself flags each kind of violation', () => {
-      const tpl = JSON.parse(JSON.stringify(controllerPod(def))) as PodTemplate;
-      tpl.spec.hostNetwork = true;
-      tpl.spec.volumes = [...(tpl.spec.volumes ?? []), { name: 'host', hostPath: { path: '/' } }];
-      const c0 = tpl.spec.containers[0];
-      c0.securityContext = { ...c0.securityContext, privileged: true, allowPrivilegeEscalation: true, runAsUser: 0, capabilities: { add: ['SYS_ADMIN'] } };
-      c0.ports = [{ containerPort: 80, hostPort: 80 }];
-      tpl.spec.containers[1].securityContext = { ...tpl.spec.containers[1].securityContext, seccompProfile: { type: 'Unconfined' }, runAsNonRoot: false };
+      const tpl = breakEveryControl(controllerPod(def));
       expect(Object.keys(restrictedViolations(tpl)).sort()).toEqual([
         'baselineCapabilities', 'capabilitiesRestricted', 'hostNamespaces', 'hostPathVolumes', 'hostPorts',
         'privilegeEscalation', 'privileged', 'runningAsNonRoot', 'runningAsNonRootUser', 'seccompNotUnconfined',
