@@ -1,6 +1,7 @@
-// Tests of the Helm chart charts/pg-reflinker, rendered by a real Go text/template + sprig
-// engine (test/chart/render/main.go, see renderer.ts). Without Go and Debian's sprig the
-// tests cannot run: in CI that is a failure, elsewhere a loudly reported skip.
+// Tests of the Helm chart charts/pg-reflinker, rendered by the real helm (v4, built by
+// test/cluster/tools/build.sh; see helm-chart.ts). Without it the tests cannot run: in CI that is
+// a failure, elsewhere a loudly reported skip. What the API server says about the objects is in
+// api-server.test.ts.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { CONTROLLER_NAMESPACE_RBAC_RULES, CONTROLLER_RBAC_RULES } from '../../src/backends/kube/rbac.js';
 import { parseCowExtentSize } from '../../src/controller/parameters.js';
@@ -9,15 +10,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { load } from 'js-yaml';
 
+import { describeWithRealParts } from '../support/requirements.js';
+import { components } from '../cluster/components.js';
 import {
-  CHART_DIR, TEST_DIR, buildRenderer, probeToolchain, render, renderOrThrow,
-  type K8sObject, type RenderResult,
-} from './renderer.js';
+  CHART_DIR, TEST_DIR, helm, objectsOfFiles, renderOrThrow, strictRender, template, type K8sObject, type RenderResult,
+} from './helm-chart.js';
 import { DRIVER_NAME, imageProblem, labelsMatch, podTemplateOf, validateObjects } from './manifest-checks.js';
-import { restrictedViolations, type Container, type PodTemplate } from './pod-security.js';
-
-const CI = ['1', 'true', 'yes'].includes(String(process.env.CI ?? '').toLowerCase());
-const toolchain = probeToolchain();
+import { breakEveryControl, restrictedViolations, type Container, type PodTemplate } from './pod-security.js';
 
 const NS = 'pg-reflinker-system';
 const NONDEFAULT_NS = 'storage';
@@ -79,18 +78,7 @@ function nodePod(r: RenderResult): PodTemplate {
   return podTemplateOf(one(r, 'DaemonSet'));
 }
 
-if (!toolchain.ok) {
-  describe('chart (needs Go + sprig)', () => {
-    test('the chart renderer toolchain is installed', () => {
-      const msg = `pg-reflinker chart tests cannot run: ${toolchain.reason}`;
-      if (CI) throw new Error(`${msg}\nCI is set, so this is a failure: put the packages into .ci/run.`);
-      // Visible in every run's output; jest counts this one test as passed.
-      console.warn(`\n*** SKIPPED: the chart tests (not in CI) ***\n${msg}\n`);
-    });
-  });
-} else {
-  const tc = toolchain;
-  let bin = '';
+describeWithRealParts('the chart rendered by the real helm', [components('helm', 'helm-strict-render')], () => {
   let def: RenderResult;
   let alt: RenderResult;
   let scratch = '';
@@ -103,11 +91,10 @@ if (!toolchain.ok) {
   };
 
   beforeAll(() => {
-    bin = buildRenderer(tc);
     scratch = mkdtempSync(path.join(tmpdir(), 'pg-reflinker-chart-test-'));
-    def = renderOrThrow(bin, { namespace: NS });
-    alt = renderOrThrow(bin, { namespace: NONDEFAULT_NS, valueFiles: [NONDEFAULT_VALUES], releaseName: 'db' });
-  }, 300_000);
+    def = renderOrThrow({ namespace: NS });
+    alt = renderOrThrow({ namespace: NONDEFAULT_NS, valueFiles: [NONDEFAULT_VALUES], releaseName: 'db' });
+  }, 60_000);
 
   afterAll(() => {
     if (scratch) rmSync(scratch, { recursive: true, force: true });
@@ -127,16 +114,26 @@ if (!toolchain.ok) {
       expect(validateObjects(all(def), NS)).toEqual([]);
     });
 
-    test('every document reads the same with Go (YAML 1.1, as the API machinery) and js-yaml (YAML 1.2)', () => {
-      for (const d of def.documents) {
-        expect({ source: d.source, object: load(d.yaml) }).toEqual({ source: d.source, object: d.object });
-      }
+    test('helm lint --strict passes, with no warning', () => {
+      const lint = helm(['lint', '--strict', CHART_DIR, '--namespace', NS]);
+      expect(lint.ok ? lint.stdout : lint.error).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
+      expect(lint.ok && lint.stdout.split('\n').filter((l) => /^\[(WARNING|ERROR)\]/.test(l))).toEqual([]);
     });
 
-    test('strict rendering (missingkey=error) and Helm\'s default rendering agree', () => {
-      const loose = renderOrThrow(bin, { namespace: NS, strict: false });
-      expect(loose.documents.map((d) => d.object)).toEqual(all(def));
-      expect(loose.notes).toEqual(def.notes);
+    test.each([
+      ['default values', NS, [] as string[]],
+      ['non-default values', NONDEFAULT_NS, [NONDEFAULT_VALUES]],
+    ])('strict rendering (helm\'s engine, missingkey=error) succeeds with %s and gives what helm template gives', (_name, namespace, valueFiles) => {
+      const r = namespace === NS ? def : alt;
+      const strict = strictRender({ namespace, valueFiles, releaseName: namespace === NS ? 'pg-reflinker' : 'db' });
+      if (!strict.ok) throw new Error(`a template reads a value that does not exist:\n${strict.error}`);
+      expect(objectsOfFiles(strict.files)).toEqual(all(r).map((o) => JSON.stringify(o)).sort());
+      expect(strict.files['pg-reflinker/templates/NOTES.txt'].trim()).toEqual(r.notes.trim());
+    });
+
+    test('the dry-run release the NOTES come from has exactly the manifest helm template prints', () => {
+      expect(def.releaseManifest.trim()).toBe(def.manifest.trim());
+      expect(alt.releaseManifest.trim()).toBe(alt.manifest.trim());
     });
 
     test('CSIDriver pg-reflinker.csi: no attach, pod info, Persistent only, fsGroupPolicy None', () => {
@@ -193,13 +190,7 @@ if (!toolchain.ok) {
     });
 
     test('the Pod Security checker itself flags each kind of violation', () => {
-      const tpl = JSON.parse(JSON.stringify(controllerPod(def))) as PodTemplate;
-      tpl.spec.hostNetwork = true;
-      tpl.spec.volumes = [...(tpl.spec.volumes ?? []), { name: 'host', hostPath: { path: '/' } }];
-      const c0 = tpl.spec.containers[0];
-      c0.securityContext = { ...c0.securityContext, privileged: true, allowPrivilegeEscalation: true, runAsUser: 0, capabilities: { add: ['SYS_ADMIN'] } };
-      c0.ports = [{ containerPort: 80, hostPort: 80 }];
-      tpl.spec.containers[1].securityContext = { ...tpl.spec.containers[1].securityContext, seccompProfile: { type: 'Unconfined' }, runAsNonRoot: false };
+      const tpl = breakEveryControl(controllerPod(def));
       expect(Object.keys(restrictedViolations(tpl)).sort()).toEqual([
         'baselineCapabilities', 'capabilitiesRestricted', 'hostNamespaces', 'hostPathVolumes', 'hostPorts',
         'privilegeEscalation', 'privileged', 'runningAsNonRoot', 'runningAsNonRootUser', 'seccompNotUnconfined',
@@ -414,7 +405,12 @@ if (!toolchain.ok) {
   describe('chart with non-default values (test/chart/values-nondefault.yaml)', () => {
     test('every object is structurally valid', () => {
       expect(validateObjects(all(alt), NONDEFAULT_NS)).toEqual([]);
-      for (const d of alt.documents) expect(load(d.yaml)).toEqual(d.object);
+    });
+
+    test('helm lint --strict passes with these values, with no warning', () => {
+      const lint = helm(['lint', '--strict', CHART_DIR, '--namespace', NONDEFAULT_NS, '-f', NONDEFAULT_VALUES]);
+      expect(lint.ok ? lint.stdout : lint.error).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
+      expect(lint.ok && lint.stdout.split('\n').filter((l) => /^\[(WARNING|ERROR)\]/.test(l))).toEqual([]);
     });
 
     test('names follow fullnameOverride; the local class is gone; a ServiceMonitor appears', () => {
@@ -519,7 +515,7 @@ if (!toolchain.ok) {
 
   describe('switches and guards', () => {
     test('metrics off: no Services, no METRICS_ADDRESS, no metrics port', () => {
-      const r = renderOrThrow(bin, { namespace: NS, valueFiles: [valuesFile('metrics-off', 'metrics:\n  enabled: false\n')] });
+      const r = renderOrThrow({ namespace: NS, valueFiles: [valuesFile('metrics-off', 'metrics:\n  enabled: false\n')] });
       expect(validateObjects(all(r), NS)).toEqual([]);
       expect(all(r).some((o) => o.kind === 'Service' || o.kind === 'ServiceMonitor')).toBe(false);
       for (const tpl of [controllerPod(r), nodePod(r)]) {
@@ -530,7 +526,7 @@ if (!toolchain.ok) {
 
     test('both StorageClasses off: none rendered, NOTES say how to make one', () => {
       const f = valuesFile('no-classes', 'storageClasses:\n  clone:\n    enabled: false\n  local:\n    enabled: false\n');
-      const r = renderOrThrow(bin, { namespace: NS, valueFiles: [f] });
+      const r = renderOrThrow({ namespace: NS, valueFiles: [f] });
       expect(all(r).some((o) => o.kind === 'StorageClass')).toBe(false);
       expect(r.notes).toContain('clone class is disabled');
       expect(r.notes).toContain('local class is disabled');
@@ -543,7 +539,7 @@ if (!toolchain.ok) {
       ['the prefix inside the kubelet dir', 'hostpathPrefix: /var/lib/kubelet/pg\n', 'must not contain one another'],
       ['the kubelet dir inside the prefix', 'hostpathPrefix: /var\n', 'must not contain one another'],
     ])('refuses %s', (_name, yamlText, message) => {
-      const out = render(bin, { namespace: NS, valueFiles: [valuesFile(`guard-${_name.replace(/\W+/g, '-')}`, yamlText)] });
+      const out = template({ namespace: NS, valueFiles: [valuesFile(`guard-${_name.replace(/\W+/g, '-')}`, yamlText)] });
       expect(out.ok).toBe(false);
       if (!out.ok) expect(out.error).toContain(message);
     });
@@ -556,41 +552,41 @@ if (!toolchain.ok) {
       expect(schema.additionalProperties).toBe(false);
       const values = load(readFileSync(path.join(CHART_DIR, 'values.yaml'), 'utf8')) as Record<string, unknown>;
       expect(Object.keys(schema.properties as object).sort()).toEqual(Object.keys(values).sort());
-      // Both renders above went through the schema (the renderer validates like Helm does).
+      // Both renders above went through the schema (helm validates the merged values).
       expect(def.documents.length).toBeGreaterThan(0);
       expect(alt.documents.length).toBeGreaterThan(0);
     });
 
     test.each([
-      ['an unknown top-level key', 'replicas: 2\n', 'Additional property replicas is not allowed'],
-      ['a misspelt nested key', 'metrics:\n  prot: 9810\n', 'Additional property prot is not allowed'],
-      ['a port as a string', 'metrics:\n  port: "9810"\n', 'metrics.port: Invalid type. Expected: integer, given: string'],
-      ['a port taken by a sidecar', 'metrics:\n  port: 9808\n', 'metrics.port'],
-      ['a boolean as a string', 'metrics:\n  enabled: "yes"\n', 'metrics.enabled: Invalid type. Expected: boolean, given: string'],
-      ['namespacePath as a string', 'namespacePath: team-a,team-b\n', 'namespacePath: Invalid type. Expected: array, given: string'],
-      ['an invalid namespace', 'namespacePath: [Team_A]\n', 'namespacePath.0'],
-      ['reclaimPolicy Recycle', 'storageClasses:\n  clone:\n    reclaimPolicy: Recycle\n', 'storageClasses.clone.reclaimPolicy'],
-      ['a relative prefix', 'hostpathPrefix: var/lib/x\n', 'hostpathPrefix: Does not match pattern'],
-      ['a prefix with a trailing slash', 'hostpathPrefix: /var/lib/x/\n', 'hostpathPrefix: Does not match pattern'],
-      ['a prefix with ..', 'hostpathPrefix: /var/lib/../etc\n', 'hostpathPrefix: Does not match pattern'],
-      ['kubeletDir as a number', 'kubeletDir: 5\n', 'kubeletDir: Invalid type. Expected: string, given: integer'],
-      ['an unknown log level', 'logLevel: trace\n', 'logLevel: logLevel must be one of the following'],
-      ['image tag latest', 'image:\n  tag: latest\n', 'image.tag'],
-      ['a sidecar tag latest', 'sidecars:\n  livenessProbe:\n    image:\n      tag: latest\n', 'sidecars.livenessProbe.image.tag'],
-      ['an empty sidecar tag', 'sidecars:\n  provisioner:\n    image:\n      tag: ""\n', 'sidecars.provisioner.image.tag'],
-      ['a timeout without unit', 'sidecars:\n  provisioner:\n    timeout: 30\n', 'sidecars.provisioner.timeout: Invalid type'],
-      ['a bad duration', 'sidecars:\n  provisioner:\n    retryIntervalMax: 30 seconds\n', 'sidecars.provisioner.retryIntervalMax: Does not match pattern'],
-      ['resources as a list', 'controller:\n  resources: [cpu]\n', 'controller.resources: Invalid type. Expected: object, given: array'],
-      ['a bad quantity', 'node:\n  resources:\n    limits:\n      memory: lots\n', 'node.resources.limits.memory'],
-      ['tolerations as a map', 'node:\n  tolerations:\n    operator: Exists\n', 'node.tolerations: Invalid type. Expected: array, given: object'],
-      ['a nodeSelector with a number', 'controller:\n  nodeSelector:\n    disk: 1\n', 'controller.nodeSelector.disk: Invalid type. Expected: string'],
-      ['the controller as root', 'controller:\n  runAsUser: 0\n', 'controller.runAsUser: Must be greater than or equal to 1'],
-      ['a pull policy typo', 'image:\n  pullPolicy: IfNotPresnt\n', 'image.pullPolicy'],
-      ['allowCrashConsistent as a string', 'storageClasses:\n  clone:\n    allowCrashConsistent: "false"\n', 'storageClasses.clone.allowCrashConsistent: Invalid type'],
-      ['a cowExtentSize with a bad unit', 'storageClasses:\n  local:\n    cowExtentSize: 8x\n', 'storageClasses.local.cowExtentSize'],
-      ['a ServiceMonitor label that is not a string', 'metrics:\n  serviceMonitor:\n    labels:\n      release: 1\n', 'metrics.serviceMonitor.labels.release'],
+      ['an unknown top-level key', 'replicas: 2\n', "at '': additional properties 'replicas' not allowed"],
+      ['a misspelt nested key', 'metrics:\n  prot: 9810\n', "at '/metrics': additional properties 'prot' not allowed"],
+      ['a port as a string', 'metrics:\n  port: "9810"\n', "at '/metrics/port': got string, want integer"],
+      ['a port taken by a sidecar', 'metrics:\n  port: 9808\n', "at '/metrics/port': 'not' failed"],
+      ['a boolean as a string', 'metrics:\n  enabled: "yes"\n', "at '/metrics/enabled': got string, want boolean"],
+      ['namespacePath as a string', 'namespacePath: team-a,team-b\n', "at '/namespacePath': got string, want array"],
+      ['an invalid namespace', 'namespacePath: [Team_A]\n', "at '/namespacePath/0': 'Team_A' does not match pattern"],
+      ['reclaimPolicy Recycle', 'storageClasses:\n  clone:\n    reclaimPolicy: Recycle\n', "at '/storageClasses/clone/reclaimPolicy': value must be one of 'Retain', 'Delete'"],
+      ['a relative prefix', 'hostpathPrefix: var/lib/x\n', "at '/hostpathPrefix': 'var/lib/x' does not match pattern"],
+      ['a prefix with a trailing slash', 'hostpathPrefix: /var/lib/x/\n', "at '/hostpathPrefix': '/var/lib/x/' does not match pattern"],
+      ['a prefix with ..', 'hostpathPrefix: /var/lib/../etc\n', "at '/hostpathPrefix': '/var/lib/../etc' does not match pattern"],
+      ['kubeletDir as a number', 'kubeletDir: 5\n', "at '/kubeletDir': got number, want string"],
+      ['an unknown log level', 'logLevel: trace\n', "at '/logLevel': value must be one of 'error', 'warn', 'info', 'debug'"],
+      ['image tag latest', 'image:\n  tag: latest\n', "at '/image/tag': 'not' failed"],
+      ['a sidecar tag latest', 'sidecars:\n  livenessProbe:\n    image:\n      tag: latest\n', "at '/sidecars/livenessProbe/image/tag': 'not' failed"],
+      ['an empty sidecar tag', 'sidecars:\n  provisioner:\n    image:\n      tag: ""\n', "at '/sidecars/provisioner/image/tag': '' does not match pattern"],
+      ['a timeout without unit', 'sidecars:\n  provisioner:\n    timeout: 30\n', "at '/sidecars/provisioner/timeout': got number, want string"],
+      ['a bad duration', 'sidecars:\n  provisioner:\n    retryIntervalMax: 30 seconds\n', "at '/sidecars/provisioner/retryIntervalMax': '30 seconds' does not match pattern"],
+      ['resources as a list', 'controller:\n  resources: [cpu]\n', "at '/controller/resources': got array, want object"],
+      ['a bad quantity', 'node:\n  resources:\n    limits:\n      memory: lots\n', "at '/node/resources/limits/memory': 'lots' does not match pattern"],
+      ['tolerations as a map', 'node:\n  tolerations:\n    operator: Exists\n', "at '/node/tolerations': got object, want array"],
+      ['a nodeSelector with a number', 'controller:\n  nodeSelector:\n    disk: 1\n', "at '/controller/nodeSelector/disk': got number, want string"],
+      ['the controller as root', 'controller:\n  runAsUser: 0\n', "at '/controller/runAsUser': minimum: got 0, want 1"],
+      ['a pull policy typo', 'image:\n  pullPolicy: IfNotPresnt\n', "at '/image/pullPolicy': value must be one of 'Always', 'IfNotPresent', 'Never'"],
+      ['allowCrashConsistent as a string', 'storageClasses:\n  clone:\n    allowCrashConsistent: "false"\n', "at '/storageClasses/clone/allowCrashConsistent': got string, want boolean"],
+      ['a cowExtentSize with a bad unit', 'storageClasses:\n  local:\n    cowExtentSize: 8x\n', "at '/storageClasses/local/cowExtentSize': '8x' does not match pattern"],
+      ['a ServiceMonitor label that is not a string', 'metrics:\n  serviceMonitor:\n    labels:\n      release: 1\n', "at '/metrics/serviceMonitor/labels/release': got number, want string"],
     ])('rejects %s', (name, yamlText, fragment) => {
-      const out = render(bin, { namespace: NS, valueFiles: [valuesFile(`bad-${name.replace(/\W+/g, '-')}`, yamlText)] });
+      const out = template({ namespace: NS, valueFiles: [valuesFile(`bad-${name.replace(/\W+/g, '-')}`, yamlText)] });
       expect(out.ok).toBe(false);
       if (!out.ok) {
         expect(out.error).toContain("values don't meet the specifications of the schema");
@@ -617,4 +613,4 @@ if (!toolchain.ok) {
       expect(readme).toContain('fsGroupPolicy');
     });
   });
-}
+});

@@ -1,7 +1,7 @@
 // Structural checks of rendered Kubernetes objects: what the API server would reject (or what
 // would silently not work, like a Service selecting no pod), for the kinds this chart ships.
 // validateObjects returns a list of problems; an empty list means the set of objects is sound.
-import type { K8sObject } from './renderer.js';
+import type { K8sObject } from './helm-chart.js';
 import type { Container, PodSpec, PodTemplate } from './pod-security.js';
 
 export const DRIVER_NAME = 'pg-reflinker.csi';

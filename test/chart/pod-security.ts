@@ -209,3 +209,20 @@ export function restrictedViolations(tpl: PodTemplate): Record<string, string[]>
   }
   return out;
 }
+
+/**
+ * A copy of `tpl` that breaks every control a pod of ours could: host network, a hostPath
+ * volume, a privileged root container that escalates, adds SYS_ADMIN and opens a hostPort, and
+ * a second container with an Unconfined seccomp profile and runAsNonRoot: false.
+ */
+export function breakEveryControl(tpl: PodTemplate): PodTemplate {
+  const broken = JSON.parse(JSON.stringify(tpl)) as PodTemplate;
+  broken.spec.hostNetwork = true;
+  broken.spec.volumes = [...(broken.spec.volumes ?? []), { name: 'host', hostPath: { path: '/' } }];
+  const c0 = broken.spec.containers[0];
+  c0.securityContext = { ...c0.securityContext, privileged: true, allowPrivilegeEscalation: true, runAsUser: 0, capabilities: { add: ['SYS_ADMIN'] } };
+  c0.ports = [{ containerPort: 80, hostPort: 80 }];
+  const c1 = broken.spec.containers[1];
+  c1.securityContext = { ...c1.securityContext, seccompProfile: { type: 'Unconfined' }, runAsNonRoot: false };
+  return broken;
+}

@@ -15,6 +15,7 @@ export type Component =
   | 'snapshot-controller'
   | 'csi-sanity'
   | 'helm'
+  | 'helm-strict-render'
   | 'snapshot-crds';
 
 export interface Built {

@@ -10,7 +10,8 @@
 #   test/cluster/tools/build.sh [component...]   (default: all)
 #
 # Components: kube-apiserver kube-controller-manager etcd csi-provisioner csi-snapshotter
-# snapshot-controller csi-sanity helm. Builds run under `nice -n 19` with at most
+# snapshot-controller csi-sanity helm helm-strict-render (helm's engine with missingkey=error,
+# tools/helm/cmd/helm-strict-render). Builds run under `nice -n 19` with at most
 # PGR_GO_PARALLEL (default 2) parallel compile steps, so they do not starve other test suites.
 # Writes $PGR_TOOLS_CACHE/manifest.json and manifest.env (component -> binary, version, plus
 # the VolumeSnapshot CRD directory) for the tests. The last line printed always begins
@@ -36,6 +37,7 @@ components=(
   "snapshot-controller|csi-snapshotter|github.com/kubernetes-csi/external-snapshotter/v8/cmd/snapshot-controller|github.com/kubernetes-csi/external-snapshotter/v8|-X main.version=@V@"
   "csi-sanity|csi-sanity|github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity|github.com/kubernetes-csi/csi-test/v5|-X main.VERSION=@V@"
   "helm|helm|helm.sh/helm/v4/cmd/helm|helm.sh/helm/v4|-X helm.sh/helm/v4/internal/version.version=@V@"
+  "helm-strict-render|helm|./cmd/helm-strict-render|helm.sh/helm/v4|"
 )
 
 # The version a go.mod pins for a module (from its require lines; no go command needed).
@@ -73,7 +75,9 @@ for entry in "${components[@]}"; do
   fi
   out="$cache/$name-$version"
   bin="$out/$name"
-  stamp="$(cat "$here/$dir/go.mod" "$here/$dir/go.sum" | sha256sum | cut -c1-16) $(go env GOVERSION 2>/dev/null)"
+  # A main package of our own (./cmd/...) is part of what the binary is built from.
+  own=(); [[ $pkg == ./* ]] && own=("$here/$dir/$pkg"/*.go)
+  stamp="$(cat "$here/$dir/go.mod" "$here/$dir/go.sum" "${own[@]}" | sha256sum | cut -c1-16) $(go env GOVERSION 2>/dev/null)"
   if [ -x "$bin" ] && [ "$(cat "$out/.stamp" 2>/dev/null)" = "$stamp" ]; then
     want "$name" && echo "$name $version: cached at $bin"
   elif ! want "$name"; then
