@@ -1,0 +1,162 @@
+import { afterAll, beforeAll, expect, test } from '@jest/globals';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BatchV1Api, CoreV1Api, type V1Job, type V1Pod, type V1PodSpec } from '@kubernetes/client-node';
+import { OPENSSL, ROOT, describeWithRealParts } from '../support/requirements.js';
+import { CONTROL_PLANE } from './components.js';
+import { startControlPlane, type ControlPlane } from './control-plane.js';
+import { TestKubelet } from './kubelet.js';
+
+// The test kubelet on the real control plane: the Job controller makes a Job's pod, the test
+// kubelet runs it for real (host processes in private mount namespaces), and the Job's outcome
+// and the files the containers wrote show each feature at work.
+
+const NODE = 'pgr-test-node';
+const SHELL_IMAGE = 'pgr-test/shell:1';
+const NAMESPACE = 'kubelet';
+
+describeWithRealParts('the test kubelet runs Jobs for real', [CONTROL_PLANE, OPENSSL, ROOT], () => {
+  let cp: ControlPlane;
+  let kubelet: TestKubelet;
+  let core: CoreV1Api;
+  let batch: BatchV1Api;
+  let scratch: string;
+
+  beforeAll(async () => {
+    scratch = mkdtempSync(join(tmpdir(), 'pgr-kubelet-test-'));
+    cp = await startControlPlane();
+    const config = cp.kubeConfig();
+    core = config.makeApiClient(CoreV1Api);
+    batch = config.makeApiClient(BatchV1Api);
+    kubelet = await TestKubelet.start({ config, nodeName: NODE, images: { 'pgr-test/shell': { entrypoint: ['/bin/sh'] } } });
+    await core.createNamespace({ body: { metadata: { name: NAMESPACE } } });
+  }, 120_000);
+
+  afterAll(async () => {
+    await kubelet?.stop();
+    await cp?.stop();
+    rmSync(scratch, { recursive: true, force: true });
+  }, 60_000);
+
+  async function runJob(name: string, spec: Omit<V1PodSpec, 'nodeName' | 'restartPolicy'>): Promise<{ job: V1Job; pod: V1Pod }> {
+    await batch.createNamespacedJob({
+      namespace: NAMESPACE,
+      body: {
+        metadata: { name },
+        spec: { backoffLimit: 0, template: { spec: { nodeName: NODE, restartPolicy: 'Never', automountServiceAccountToken: false, ...spec } } },
+      },
+    });
+    const t0 = Date.now();
+    for (;;) {
+      const job = await batch.readNamespacedJob({ name, namespace: NAMESPACE });
+      const done = job.status?.conditions?.find((c) => (c.type === 'Complete' || c.type === 'Failed') && c.status === 'True');
+      if (done) {
+        const pods = await core.listNamespacedPod({ namespace: NAMESPACE, labelSelector: `batch.kubernetes.io/job-name=${name}` });
+        expect(pods.items).toHaveLength(1);
+        console.log(`Job ${name}: ${done.type} ${((Date.now() - t0) / 1000).toFixed(1)} s after it was created`);
+        return { job, pod: pods.items[0] };
+      }
+      if (Date.now() - t0 > 60_000) throw new Error(`Job ${name} not finished after 60 s: ${JSON.stringify(job.status)}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
+  test('the Node is registered and Ready', async () => {
+    const node = await core.readNode({ name: NODE });
+    expect(node.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
+  });
+
+  test('a Job with an init container, Secret and downward API env, secret/hostPath/emptyDir volumes and runAsUser completes', async () => {
+    await core.createNamespacedSecret({ namespace: NAMESPACE, body: { metadata: { name: 'creds' }, stringData: { password: 's3cret' } } });
+    const out = join(scratch, 'out');
+    mkdirSync(out);
+    chmodSync(out, 0o777); // written by uid 65534
+    const created = join(scratch, 'created', 'by-kubelet');
+    const { job, pod } = await runJob('features', {
+      securityContext: { runAsUser: 65534, runAsGroup: 65534 },
+      volumes: [
+        { name: 'creds', secret: { secretName: 'creds', defaultMode: 0o600 } },
+        { name: 'out', hostPath: { path: out, type: 'Directory' } },
+        { name: 'created', hostPath: { path: created, type: 'DirectoryOrCreate' } },
+        { name: 'shared', emptyDir: {} },
+      ],
+      initContainers: [{
+        name: 'init',
+        image: SHELL_IMAGE,
+        securityContext: { runAsUser: 0, runAsGroup: 0 }, // the container's identity overrides the pod's
+        args: ['-c', 'id -u > /pg-reflinker/shared/init-uid; stat -c %a /etc/pgr-creds/password > /pg-reflinker/shared/secret-mode; cat /etc/pgr-creds/password > /pg-reflinker/shared/password'],
+        volumeMounts: [
+          { name: 'creds', mountPath: '/etc/pgr-creds', readOnly: true },
+          { name: 'shared', mountPath: '/pg-reflinker/shared' },
+        ],
+      }],
+      containers: [{
+        name: 'main',
+        image: SHELL_IMAGE,
+        command: ['/bin/sh', '-c'],
+        args: [[
+          'r=/var/lib/pgr-kubelet-test/out/report',
+          'echo "uid=$(id -u) gid=$(id -g)" > $r',
+          'echo "init-uid=$(cat /pg-reflinker/shared/init-uid) secret-mode=$(cat /pg-reflinker/shared/secret-mode) copied=$(cat /pg-reflinker/shared/password)" >> $r',
+          'echo "env-password=$PASSWORD pod=$POD_NAME namespace=$POD_NAMESPACE node=$NODE_NAME ip=$POD_IP greeting=$GREETING" >> $r',
+          'cat /etc/pgr-creds/password 2>/dev/null && echo secret-readable >> $r || echo secret-unreadable >> $r',
+          'touch /pg-reflinker/read-only/x 2>/dev/null && echo ro-writable >> $r || echo ro-refused >> $r',
+          'ls -d /pg-reflinker/created >> $r',
+          'printf "done %s" "$POD_NAME" > /dev/termination-log',
+        ].join('\n')],
+        env: [
+          { name: 'PASSWORD', valueFrom: { secretKeyRef: { name: 'creds', key: 'password' } } },
+          { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+          { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+          { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
+          { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
+          { name: 'GREETING', value: 'hello $(POD_NAME)' },
+        ],
+        volumeMounts: [
+          { name: 'creds', mountPath: '/etc/pgr-creds', readOnly: true },
+          { name: 'shared', mountPath: '/pg-reflinker/shared' },
+          { name: 'out', mountPath: '/var/lib/pgr-kubelet-test/out' },
+          { name: 'out', mountPath: '/pg-reflinker/read-only', readOnly: true },
+          { name: 'created', mountPath: '/pg-reflinker/created' },
+        ],
+      }],
+    });
+    const podName = pod.metadata!.name!;
+    expect(job.status?.conditions?.find((c) => c.type === 'Complete')?.status).toBe('True');
+    expect(pod.status?.phase).toBe('Succeeded');
+    expect(pod.status?.podIP).toBe('127.0.0.1');
+    expect(pod.status?.initContainerStatuses?.[0].state?.terminated).toMatchObject({ exitCode: 0, reason: 'Completed' });
+    expect(pod.status?.containerStatuses?.[0].state?.terminated).toMatchObject({ exitCode: 0, reason: 'Completed', message: `done ${podName}` });
+    expect(readFileSync(join(out, 'report'), 'utf8').split('\n')).toEqual([
+      'uid=65534 gid=65534',
+      'init-uid=0 secret-mode=600 copied=s3cret',
+      `env-password=s3cret pod=${podName} namespace=${NAMESPACE} node=${NODE} ip=127.0.0.1 greeting=hello ${podName}`,
+      'secret-unreadable', // 0600 root-owned, as with kubelet when no fsGroup is set
+      'ro-refused',
+      '/pg-reflinker/created',
+      '',
+    ]);
+    expect(existsSync(created)).toBe(true); // DirectoryOrCreate
+    // The mount points were made inside the container's namespace only.
+    expect(existsSync('/pg-reflinker')).toBe(false);
+    expect(existsSync('/var/lib/pgr-kubelet-test')).toBe(false);
+    expect(existsSync('/etc/pgr-creds')).toBe(false);
+  }, 90_000);
+
+  test('a failing container fails its Job, and its pod says why (FallbackToLogsOnError)', async () => {
+    const { job, pod } = await runJob('failing', {
+      containers: [{
+        name: 'main',
+        image: SHELL_IMAGE,
+        command: ['sh', '-c', 'echo "starting"; echo "broken: the thing is missing" >&2; exit 3'],
+        terminationMessagePolicy: 'FallbackToLogsOnError',
+      }],
+    });
+    expect(job.status?.conditions?.find((c) => c.type === 'Failed')).toMatchObject({ status: 'True', reason: 'BackoffLimitExceeded' });
+    expect(pod.status?.phase).toBe('Failed');
+    const terminated = pod.status?.containerStatuses?.[0].state?.terminated;
+    expect(terminated).toMatchObject({ exitCode: 3, reason: 'Error' });
+    expect(terminated?.message).toContain('broken: the thing is missing');
+  }, 90_000);
+});
