@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, expect, test } from '@jest/globals';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BatchV1Api, CoreV1Api, type V1Job, type V1Pod, type V1PodSpec } from '@kubernetes/client-node';
+import { cleanupJob } from '../../src/backends/kube/cleanup-job.js';
 import { OPENSSL, ROOT, describeWithRealParts } from '../support/requirements.js';
 import { CONTROL_PLANE } from './components.js';
 import { startControlPlane, type ControlPlane } from './control-plane.js';
@@ -15,6 +16,9 @@ import { TestKubelet } from './kubelet.js';
 const NODE = 'pgr-test-node';
 const SHELL_IMAGE = 'pgr-test/shell:1';
 const NAMESPACE = 'kubelet';
+const DRIVER_IMAGE = 'ghcr.io/pg-reflinker/pg-reflinker';
+// The driver image's ENTRYPOINT is the program: here, the build of this checkout.
+const DRIVER_PROGRAM = [process.execPath, new URL('../../src/main.js', import.meta.url).pathname];
 
 describeWithRealParts('the test kubelet runs Jobs for real', [CONTROL_PLANE, OPENSSL, ROOT], () => {
   let cp: ControlPlane;
@@ -29,7 +33,10 @@ describeWithRealParts('the test kubelet runs Jobs for real', [CONTROL_PLANE, OPE
     const config = cp.kubeConfig();
     core = config.makeApiClient(CoreV1Api);
     batch = config.makeApiClient(BatchV1Api);
-    kubelet = await TestKubelet.start({ config, nodeName: NODE, images: { 'pgr-test/shell': { entrypoint: ['/bin/sh'] } } });
+    kubelet = await TestKubelet.start({ config, nodeName: NODE, images: {
+      'pgr-test/shell': { entrypoint: ['/bin/sh'] },
+      [DRIVER_IMAGE]: { entrypoint: DRIVER_PROGRAM },
+    } });
     await core.createNamespace({ body: { metadata: { name: NAMESPACE } } });
   }, 120_000);
 
@@ -40,13 +47,17 @@ describeWithRealParts('the test kubelet runs Jobs for real', [CONTROL_PLANE, OPE
   }, 60_000);
 
   async function runJob(name: string, spec: Omit<V1PodSpec, 'nodeName' | 'restartPolicy'>): Promise<{ job: V1Job; pod: V1Pod }> {
-    await batch.createNamespacedJob({
+    return waitForJob(await batch.createNamespacedJob({
       namespace: NAMESPACE,
       body: {
         metadata: { name },
         spec: { backoffLimit: 0, template: { spec: { nodeName: NODE, restartPolicy: 'Never', automountServiceAccountToken: false, ...spec } } },
       },
-    });
+    }));
+  }
+
+  async function waitForJob(created: V1Job): Promise<{ job: V1Job; pod: V1Pod }> {
+    const name = created.metadata!.name!;
     const t0 = Date.now();
     for (;;) {
       const job = await batch.readNamespacedJob({ name, namespace: NAMESPACE });
@@ -158,5 +169,36 @@ describeWithRealParts('the test kubelet runs Jobs for real', [CONTROL_PLANE, OPE
     const terminated = pod.status?.containerStatuses?.[0].state?.terminated;
     expect(terminated).toMatchObject({ exitCode: 3, reason: 'Error' });
     expect(terminated?.message).toContain('broken: the thing is missing');
+  }, 90_000);
+
+  test('the cleanup Job our controller renders removes a volume directory of uid 26 under the prefix', async () => {
+    const prefix = join(scratch, 'prefix');
+    const volume = join(prefix, 'pvc-1234');
+    mkdirSync(join(volume, 'pgdata'), { recursive: true });
+    writeFileSync(join(volume, 'pgdata', 'PG_VERSION'), '15\n');
+    chownSync(join(volume, 'pgdata', 'PG_VERSION'), 26, 26);
+    chownSync(join(volume, 'pgdata'), 26, 26);
+    chmodSync(join(volume, 'pgdata'), 0o700);
+    const sibling = join(prefix, 'pvc-5678');
+    mkdirSync(sibling);
+    await core.createNamespacedServiceAccount({ namespace: NAMESPACE, body: { metadata: { name: 'pg-reflinker-jobs' } } });
+    const job = cleanupJob({
+      volumeId: `${NODE}/pvc-1234`,
+      node: NODE,
+      dir: 'pvc-1234',
+      namespace: NAMESPACE,
+      image: `${DRIVER_IMAGE}:0.1.0`,
+      hostPathPrefix: prefix,
+      serviceAccountName: 'pg-reflinker-jobs',
+      ttlSecondsAfterFinished: 600,
+      activeDeadlineSeconds: 60,
+    });
+    const { job: finished, pod } = await waitForJob(await batch.createNamespacedJob({ namespace: NAMESPACE, body: job }));
+    expect(finished.status?.conditions?.find((c) => c.type === 'Complete')?.status).toBe('True');
+    expect(pod.status?.containerStatuses?.[0]).toMatchObject({ name: 'cleanup', state: { terminated: expect.objectContaining({ exitCode: 0 }) } });
+    const log = readFileSync(join(kubelet.podDir(pod.metadata!.uid!), 'containers', 'cleanup', 'log'), 'utf8');
+    expect(log).toContain(JSON.stringify({ volumeId: `${NODE}/pvc-1234`, outcome: 'deleted' }));
+    expect(existsSync(volume)).toBe(false);
+    expect(existsSync(sibling)).toBe(true);
   }, 90_000);
 });
