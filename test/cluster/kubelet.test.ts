@@ -56,7 +56,8 @@ describeWithRealParts('the test kubelet runs Jobs for real', [CONTROL_PLANE, OPE
     }));
   }
 
-  async function waitForJob(created: V1Job): Promise<{ job: V1Job; pod: V1Pod }> {
+  /** Waits for the Job to end; its pod, which the Job controller deletes on a deadline, only when `withPod`. */
+  async function waitForJob(created: V1Job, withPod = true): Promise<{ job: V1Job; pod: V1Pod }> {
     const name = created.metadata!.name!;
     const t0 = Date.now();
     for (;;) {
@@ -64,7 +65,7 @@ describeWithRealParts('the test kubelet runs Jobs for real', [CONTROL_PLANE, OPE
       const done = job.status?.conditions?.find((c) => (c.type === 'Complete' || c.type === 'Failed') && c.status === 'True');
       if (done) {
         const pods = await core.listNamespacedPod({ namespace: NAMESPACE, labelSelector: `batch.kubernetes.io/job-name=${name}` });
-        expect(pods.items).toHaveLength(1);
+        if (withPod) expect(pods.items).toHaveLength(1);
         console.log(`Job ${name}: ${done.type} ${((Date.now() - t0) / 1000).toFixed(1)} s after it was created`);
         return { job, pod: pods.items[0] };
       }
@@ -200,5 +201,59 @@ describeWithRealParts('the test kubelet runs Jobs for real', [CONTROL_PLANE, OPE
     expect(log).toContain(JSON.stringify({ volumeId: `${NODE}/pvc-1234`, outcome: 'deleted' }));
     expect(existsSync(volume)).toBe(false);
     expect(existsSync(sibling)).toBe(true);
+  }, 90_000);
+
+  test("a Job's activeDeadlineSeconds: the Job controller deletes the pod and the test kubelet kills its processes", async () => {
+    const pids = join(scratch, 'pids');
+    mkdirSync(pids);
+    const created = await batch.createNamespacedJob({
+      namespace: NAMESPACE,
+      body: {
+        metadata: { name: 'overdue' },
+        spec: {
+          backoffLimit: 0,
+          activeDeadlineSeconds: 2,
+          template: {
+            spec: {
+              nodeName: NODE,
+              restartPolicy: 'Never',
+              automountServiceAccountToken: false,
+              terminationGracePeriodSeconds: 1,
+              volumes: [{ name: 'pids', hostPath: { path: pids, type: 'Directory' } }],
+              containers: [{
+                name: 'main',
+                image: SHELL_IMAGE,
+                // A child in the background too: the kill must reach the whole process group.
+                command: ['sh', '-c', 'sleep 300 & echo $! > /pids/child; echo $$ > /pids/shell; wait'],
+                volumeMounts: [{ name: 'pids', mountPath: '/pids' }],
+              }],
+            },
+          },
+        },
+      },
+    });
+    const { job } = await waitForJob(created, false);
+    expect(job.status?.conditions?.find((c) => c.type === 'Failed')).toMatchObject({ status: 'True', reason: 'DeadlineExceeded' });
+    const running = ['shell', 'child'].map((f) => Number(readFileSync(join(pids, f), 'utf8')));
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const t0 = Date.now();
+    while (running.some(alive) && Date.now() - t0 < 15_000) await new Promise((r) => setTimeout(r, 100));
+    expect(running.filter(alive)).toEqual([]);
+    // Graceful deletion finished by the kubelet: the pod object is gone.
+    const t1 = Date.now();
+    let left = 1;
+    while (Date.now() - t1 < 15_000) {
+      left = (await core.listNamespacedPod({ namespace: NAMESPACE, labelSelector: 'batch.kubernetes.io/job-name=overdue' })).items.length;
+      if (left === 0) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(left).toBe(0);
   }, 90_000);
 });

@@ -29,6 +29,7 @@ export class TestKubelet {
   private readonly core: CoreV1Api;
   private readonly node: NodeRegistration;
   private readonly runners = new Map<string, PodRunner>();
+  private readonly forgotten = new Set<string>();
   private readonly dir = mkdtempSync(join(tmpdir(), 'pgr-test-kubelet-'));
   private abortWatch?: () => void;
   private stopped = false;
@@ -120,7 +121,11 @@ export class TestKubelet {
   /** Finishes a graceful deletion, as kubelet does once the pod's processes are gone. */
   private async forget(pod: V1Pod): Promise<void> {
     const { name = '', namespace = 'default', uid } = pod.metadata ?? {};
-    await this.core.deleteNamespacedPod({ name, namespace, gracePeriodSeconds: 0, body: { preconditions: { uid } } }).catch(() => undefined);
+    if (!uid || this.forgotten.has(uid)) return;
+    this.forgotten.add(uid);
+    // The grace period goes in the body: with a body, the API server ignores the query's.
+    await this.core.deleteNamespacedPod({ name, namespace, body: { gracePeriodSeconds: 0, preconditions: { uid } } })
+      .catch((err: Error) => this.log(`deleting pod ${namespace}/${name}: ${err.message}`));
   }
 
   /** Kills every pod's processes, deregisters the Node and removes the kubelet's temp dir. */
