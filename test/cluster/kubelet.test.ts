@@ -79,7 +79,7 @@ describeWithRealParts('the test kubelet runs Jobs for real', [CONTROL_PLANE, OPE
     expect(node.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
   });
 
-  test('a Job with an init container, Secret and downward API env, secret/hostPath/emptyDir volumes and runAsUser completes', async () => {
+  test('a Job with an init container, Secret and downward API env, secret/hostPath/emptyDir volumes, runAsUser and a restricted securityContext completes', async () => {
     await core.createNamespacedSecret({ namespace: NAMESPACE, body: { metadata: { name: 'creds' }, stringData: { password: 's3cret' } } });
     const out = join(scratch, 'out');
     mkdirSync(out);
@@ -115,6 +115,8 @@ describeWithRealParts('the test kubelet runs Jobs for real', [CONTROL_PLANE, OPE
           'cat /etc/pgr-creds/password 2>/dev/null && echo secret-readable >> $r || echo secret-unreadable >> $r',
           'touch /pg-reflinker/read-only/x 2>/dev/null && echo ro-writable >> $r || echo ro-refused >> $r',
           'ls -d /pg-reflinker/created >> $r',
+          'touch /var/tmp/pgr-rootfs-probe 2>/dev/null && echo rootfs-writable >> $r || echo rootfs-read-only >> $r',
+          'echo "bounding=$(awk \'/^CapBnd/ {print $2}\' /proc/self/status) no-new-privs=$(awk \'/^NoNewPrivs/ {print $2}\' /proc/self/status)" >> $r',
           'printf "done %s" "$POD_NAME" > /dev/termination-log',
         ].join('\n')],
         env: [
@@ -125,6 +127,7 @@ describeWithRealParts('the test kubelet runs Jobs for real', [CONTROL_PLANE, OPE
           { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
           { name: 'GREETING', value: 'hello $(POD_NAME)' },
         ],
+        securityContext: { readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'], add: ['CHOWN'] } },
         volumeMounts: [
           { name: 'creds', mountPath: '/etc/pgr-creds', readOnly: true },
           { name: 'shared', mountPath: '/pg-reflinker/shared' },
@@ -147,6 +150,8 @@ describeWithRealParts('the test kubelet runs Jobs for real', [CONTROL_PLANE, OPE
       'secret-unreadable', // 0600 root-owned, as with kubelet when no fsGroup is set
       'ro-refused',
       '/pg-reflinker/created',
+      'rootfs-read-only',
+      'bounding=0000000000000001 no-new-privs=1', // CAP_CHOWN only
       '',
     ]);
     expect(existsSync(created)).toBe(true); // DirectoryOrCreate
@@ -154,6 +159,7 @@ describeWithRealParts('the test kubelet runs Jobs for real', [CONTROL_PLANE, OPE
     expect(existsSync('/pg-reflinker')).toBe(false);
     expect(existsSync('/var/lib/pgr-kubelet-test')).toBe(false);
     expect(existsSync('/etc/pgr-creds')).toBe(false);
+    expect(existsSync('/var/tmp/pgr-rootfs-probe')).toBe(false);
   }, 90_000);
 
   test('a failing container fails its Job, and its pod says why (FallbackToLogsOnError)', async () => {

@@ -35,18 +35,29 @@ function mountsOf(container: V1Container, volumes: Map<string, HostVolume>): Con
   });
 }
 
-function identity(container: V1Container, pod: V1PodSecurityContext | undefined): string[] {
-  const uid = container.securityContext?.runAsUser ?? pod?.runAsUser;
-  const gid = container.securityContext?.runAsGroup ?? pod?.runAsGroup;
-  if (uid === undefined && gid === undefined) return [];
+// The capabilities a container runtime (containerd, CRI-O) gives a container by default.
+const RUNTIME_DEFAULT_CAPS = [
+  'CHOWN', 'DAC_OVERRIDE', 'FSETID', 'FOWNER', 'MKNOD', 'NET_RAW', 'SETGID', 'SETUID', 'SETFCAP', 'SETPCAP', 'NET_BIND_SERVICE',
+  'SYS_CHROOT', 'KILL', 'AUDIT_WRITE',
+];
+
+/** setpriv's arguments for the container's uid/gid, groups, capability bounding set and no_new_privs. */
+function setpriv(container: V1Container, pod: V1PodSecurityContext | undefined): string[] {
+  const sc = container.securityContext;
+  const uid = sc?.runAsUser ?? pod?.runAsUser;
+  const gid = sc?.runAsGroup ?? pod?.runAsGroup;
+  const groups = [...(pod?.fsGroup !== undefined ? [pod.fsGroup] : []), ...(pod?.supplementalGroups ?? [])];
+  const drop = new Set((sc?.capabilities?.drop ?? []).map((c) => c.toUpperCase().replace(/^CAP_/, '')));
+  const add = (sc?.capabilities?.add ?? []).map((c) => c.toUpperCase().replace(/^CAP_/, ''));
+  const caps = drop.has('ALL') ? add : [...RUNTIME_DEFAULT_CAPS.filter((c) => !drop.has(c)), ...add];
   return [
     '/usr/bin/setpriv',
     ...(uid !== undefined ? [`--reuid=${uid}`] : []),
     ...(gid !== undefined ? [`--regid=${gid}`] : []),
     // Supplementary groups: the pod's fsGroup and supplementalGroups, as kubelet gives them.
-    ...(pod?.fsGroup !== undefined || pod?.supplementalGroups?.length
-      ? [`--groups=${[...(pod.fsGroup !== undefined ? [pod.fsGroup] : []), ...(pod.supplementalGroups ?? [])].join(',')}`]
-      : ['--clear-groups']),
+    ...(groups.length ? [`--groups=${groups.join(',')}`] : ['--clear-groups']),
+    ...(sc?.privileged ? [] : [`--bounding-set=-all${[...new Set(caps)].map((c) => `,+${c.toLowerCase()}`).join('')}`]),
+    ...(sc?.allowPrivilegeEscalation === false ? ['--no-new-privs'] : []),
     '--',
   ];
 }
@@ -67,8 +78,9 @@ export function startContainer(
   const mounts = mountsOf(container, volumes);
   mounts.push({ containerPath: container.terminationMessagePath ?? '/dev/termination-log', hostPath: terminationFile, readOnly: false, kind: 'file' });
   const plan = new ContainerRootPlan(root).mountAll(mounts);
+  if (container.securityContext?.readOnlyRootFilesystem) plan.readOnlyRoot();
   const argv = [
-    ...identity(container, podSecurity),
+    ...setpriv(container, podSecurity),
     // After `--`, env still takes NAME=VALUE operands, up to the command.
     '/usr/bin/env', '-i', `--chdir=${container.workingDir ?? '/'}`, '--',
     ...Object.entries(launch.env).map(([k, v]) => `${k}=${v}`),

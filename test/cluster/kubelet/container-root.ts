@@ -63,6 +63,20 @@ export class ContainerRootPlan {
     return this;
   }
 
+  /**
+   * readOnlyRootFilesystem: the root and the host content bound into it become read-only
+   * (the host's submounts under them stay as they are, and so do /dev, /proc and /sys); volumes
+   * keep their own mode.
+   */
+  readOnlyRoot(): this {
+    for (const [path, backing] of this.mounts) {
+      if (/^\/(dev|proc|sys)(\/|$)/.test(path)) continue; // the runtime's own: /dev stays writable, as in a container
+      if (backing.kind === 'host' && backing.shadowable) this.run('/usr/bin/mount', '-o', 'remount,bind,ro', this.at(path));
+      if (backing.kind === 'tmpfs') this.run('/usr/bin/mount', '-o', 'remount,ro', this.at(path));
+    }
+    return this;
+  }
+
   private at(path: string): string {
     return path === '/' ? this.root : this.root + path;
   }
