@@ -7,7 +7,7 @@ import { cleanupJob } from '../../src/backends/kube/cleanup-job.js';
 import { OPENSSL, ROOT, describeWithRealParts } from '../support/requirements.js';
 import { CONTROL_PLANE } from './components.js';
 import { startControlPlane, type ControlPlane } from './control-plane.js';
-import { TestKubelet } from './kubelet.js';
+import { TestKubelet, type ClaimPublisher } from './kubelet.js';
 
 // The test kubelet on the real control plane: the Job controller makes a Job's pod, the test
 // kubelet runs it for real (host processes in private mount namespaces), and the Job's outcome
@@ -26,6 +26,12 @@ describeWithRealParts('the test kubelet runs Jobs for real', [CONTROL_PLANE, OPE
   let core: CoreV1Api;
   let batch: BatchV1Api;
   let scratch: string;
+  const claims = new Map<string, string>(); // claim name → host directory
+  const publishClaim: ClaimPublisher = async (_pod, volume) => {
+    const dir = claims.get(volume.persistentVolumeClaim!.claimName);
+    if (!dir) throw new Error(`no directory for claim ${volume.persistentVolumeClaim!.claimName}`);
+    return dir;
+  };
 
   beforeAll(async () => {
     scratch = mkdtempSync(join(tmpdir(), 'pgr-kubelet-test-'));
@@ -33,7 +39,7 @@ describeWithRealParts('the test kubelet runs Jobs for real', [CONTROL_PLANE, OPE
     const config = cp.kubeConfig();
     core = config.makeApiClient(CoreV1Api);
     batch = config.makeApiClient(BatchV1Api);
-    kubelet = await TestKubelet.start({ config, nodeName: NODE, images: {
+    kubelet = await TestKubelet.start({ config, nodeName: NODE, publishClaim, images: {
       'pgr-test/shell': { entrypoint: ['/bin/sh'] },
       [DRIVER_IMAGE]: { entrypoint: DRIVER_PROGRAM },
     } });
@@ -262,4 +268,66 @@ describeWithRealParts('the test kubelet runs Jobs for real', [CONTROL_PLANE, OPE
     }
     expect(left).toBe(0);
   }, 90_000);
+
+  async function waitForPodEnd(name: string): Promise<V1Pod> {
+    const t0 = Date.now();
+    for (;;) {
+      const pod = await core.readNamespacedPod({ name, namespace: NAMESPACE });
+      if (pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed') return pod;
+      if (Date.now() - t0 > 30_000) throw new Error(`pod ${name} still ${pod.status?.phase} after 30 s`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  test('a claim is mounted from the directory publishClaim gives, read-only when the volume says so', async () => {
+    const data = join(scratch, 'claim-data');
+    mkdirSync(data);
+    claims.set('data-claim', data);
+    await core.createNamespacedPod({
+      namespace: NAMESPACE,
+      body: {
+        metadata: { name: 'with-claim' },
+        spec: {
+          nodeName: NODE,
+          restartPolicy: 'Never',
+          automountServiceAccountToken: false,
+          volumes: [
+            { name: 'data', persistentVolumeClaim: { claimName: 'data-claim' } },
+            { name: 'data-ro', persistentVolumeClaim: { claimName: 'data-claim', readOnly: true } },
+          ],
+          containers: [{
+            name: 'main',
+            image: SHELL_IMAGE,
+            command: ['sh', '-c', 'echo written > /var/lib/postgresql-test/data/file; touch /ro/other 2>/dev/null || echo ro-refused > /var/lib/postgresql-test/data/ro'],
+            volumeMounts: [{ name: 'data', mountPath: '/var/lib/postgresql-test/data' }, { name: 'data-ro', mountPath: '/ro' }],
+          }],
+        },
+      },
+    });
+    const pod = await waitForPodEnd('with-claim');
+    expect(pod.status?.phase).toBe('Succeeded');
+    expect(readFileSync(join(data, 'file'), 'utf8')).toBe('written\n');
+    expect(readFileSync(join(data, 'ro'), 'utf8')).toBe('ro-refused\n');
+  }, 60_000);
+
+  test("a pod's own activeDeadlineSeconds: the test kubelet kills it and the pod fails with DeadlineExceeded", async () => {
+    await core.createNamespacedPod({
+      namespace: NAMESPACE,
+      body: {
+        metadata: { name: 'pod-deadline' },
+        spec: {
+          nodeName: NODE,
+          restartPolicy: 'Never',
+          automountServiceAccountToken: false,
+          activeDeadlineSeconds: 1,
+          containers: [{ name: 'main', image: SHELL_IMAGE, command: ['sleep', '300'] }],
+        },
+      },
+    });
+    const t0 = Date.now();
+    const pod = await waitForPodEnd('pod-deadline');
+    expect(Date.now() - t0).toBeLessThan(15_000);
+    expect(pod.status).toMatchObject({ phase: 'Failed', reason: 'DeadlineExceeded' });
+    expect(pod.status?.containerStatuses?.[0].state?.terminated?.exitCode).toBe(143); // SIGTERM
+  }, 60_000);
 });
