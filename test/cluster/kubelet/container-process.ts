@@ -103,7 +103,6 @@ export function startContainer(
   };
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
-  let killedBy: string | undefined;
 
   const exited = new Promise<Terminated>((resolve, reject) => {
     child.once('error', reject);
@@ -114,7 +113,7 @@ export function startContainer(
       if (!message && exitCode !== 0 && container.terminationMessagePolicy === 'FallbackToLogsOnError') {
         message = tail.split('\n').slice(-LOG_TAIL_LINES).join('\n').slice(-MESSAGE_LIMIT);
       }
-      resolve({ exitCode, reason: killedBy ?? (exitCode === 0 ? 'Completed' : 'Error'), message, startedAt, finishedAt: new Date() });
+      resolve({ exitCode, reason: exitCode === 0 ? 'Completed' : 'Error', message, startedAt, finishedAt: new Date() });
     });
   });
   if (child.pid === undefined) throw new Error(`container ${container.name}: unshare did not start`);
@@ -125,7 +124,6 @@ export function startContainer(
     exited,
     kill(graceMs = 2000) {
       if (child.exitCode !== null || child.signalCode !== null) return;
-      killedBy ??= 'Killed';
       const signal = (s: NodeJS.Signals) => {
         try {
           process.kill(-pid, s);

@@ -49,11 +49,7 @@ export class PodStatusReporter {
     this.phase = phase;
     this.reason = reason;
     this.message = message;
-    for (const states of [this.init, this.main]) {
-      for (const [name, s] of states) {
-        if ('waiting' in s) states.set(name, { terminated: { exitCode: 137, reason: 'ContainerStatusUnknown', message: 'never started', startedAt: new Date(), finishedAt: new Date() } });
-      }
-    }
+    // Containers that never started stay waiting, as kubelet leaves them.
     return this.send();
   }
 
