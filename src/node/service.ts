@@ -8,8 +8,7 @@ import { requireCapability, requireString, requireVolumeId } from '../csi/valida
 import { CONTEXT_KIND } from '../controller/backend.js';
 import { parseVolumeId, type VolumeRef } from '../volume/id.js';
 import { isBindOf, mountAt, readMounts } from '../volume/mountinfo.js';
-import { pathKind, volumePath } from '../volume/paths.js';
-import { POPULATED_MARKER } from '../controller/populator/script.js';
+import { POPULATED_MARKER, pathKind, volumePath } from '../volume/paths.js';
 import { bindMount, unmount } from './mounts.js';
 import { setCowExtentSize } from './xfs.js';
 import { CONTEXT_COW_EXTENT_SIZE } from '../controller/parameters.js';

@@ -1,7 +1,8 @@
 import type { V1PersistentVolumeClaim } from '@kubernetes/client-node';
 import { failedPrecondition } from '../../csi/errors.js';
 import { orNone, type KubeClient } from './client.js';
-import { CNPG_CLUSTERS, CNPG_GROUP, CNPG_LABEL_CLUSTER, CNPG_VERSION } from './constants.js';
+import { readClusterObject } from './cnpg.js';
+import { CNPG_GROUP, CNPG_LABEL_CLUSTER } from './constants.js';
 import type { KubeSourceVolume } from './source.js';
 
 // Where a clone goes. CloudNativePG builds every new replica of a Cluster bootstrapped with
@@ -50,9 +51,7 @@ export async function checkCloneTarget(
   for (const name of clustersOfPvc(pvc)) {
     const sameNamespace = source.kube.namespace === clonePvc.namespace;
     if (sameNamespace && (source.kube.pvcLabels[CNPG_LABEL_CLUSTER] === name || sourceCluster === name)) continue;
-    const cluster = (await orNone(
-      client.custom.getNamespacedCustomObject({ group: CNPG_GROUP, version: CNPG_VERSION, namespace: clonePvc.namespace, plural: CNPG_CLUSTERS, name }),
-    )) as ClusterStatus | undefined;
+    const cluster = await readClusterObject<ClusterStatus>(client, clonePvc.namespace, name);
     const primary = cluster ? primaryOf(cluster) : undefined;
     if (!primary) continue;
     const where = `Cluster ${clonePvc.namespace}/${name}`;

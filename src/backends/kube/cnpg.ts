@@ -78,9 +78,12 @@ export function clusterInfo(namespace: string, name: string, obj: ClusterObject)
   };
 }
 
+/** The Cluster object as the API server has it (untyped beyond `T`: every field is input), or undefined. */
+export async function readClusterObject<T = ClusterObject>(client: KubeClient, namespace: string, name: string): Promise<T | undefined> {
+  return (await orNone(client.custom.getNamespacedCustomObject({ group: CNPG_GROUP, version: CNPG_VERSION, namespace, plural: CNPG_CLUSTERS, name }))) as T | undefined;
+}
+
 export async function readCluster(client: KubeClient, namespace: string, name: string): Promise<ClusterInfo | undefined> {
-  const obj = (await orNone(
-    client.custom.getNamespacedCustomObject({ group: CNPG_GROUP, version: CNPG_VERSION, namespace, plural: CNPG_CLUSTERS, name }),
-  )) as ClusterObject | undefined;
+  const obj = await readClusterObject(client, namespace, name);
   return obj ? clusterInfo(namespace, name, obj) : undefined;
 }

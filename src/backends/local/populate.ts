@@ -273,12 +273,14 @@ export class LocalPopulator {
   /** After a failure: the job state and the unpublished volume directory go, so the next call starts clean. */
   private async cleanUp(dir: string): Promise<void> {
     this.exits.delete(dir);
-    await this.job(dir).remove();
+    // The volume first: a crash in between leaves job files without a volume (found vanished and
+    // cleaned again), never volume data that no record accounts for (refused until someone acts).
     const volumeDir = volumePath(this.opts.root, { dir });
     if ((await pathKind(volumeDir)) === 'directory') {
       // The clone's directory belongs to the populator's uid: no link it swaps in may be followed.
       await removeVolumeTree(volumeDir);
     }
+    await this.job(dir).remove();
   }
 
   /** After success has been recorded elsewhere. */

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { POPULATED_MARKER } from '../../controller/populator/script.js';
+import { POPULATED_MARKER } from '../../volume/paths.js';
 import { parsePopulatorResult, type PopulatorResult } from '../../controller/populator/result.js';
 import { readUntrustedFile } from '../../volume/untrusted-file.js';
 

@@ -1,3 +1,5 @@
+import { SESSION_KEEPALIVES } from './conninfo.js';
+
 /**
  * The populator: ONE bash script that fills a clone volume, run by the local backend as a child
  * process (`bash <file>`) and by a Kubernetes Job in the source cluster's PostgreSQL image
@@ -58,7 +60,6 @@ export interface PopulatorOptions {
   crashConsistent?: boolean;
 }
 
-export { POPULATED_MARKER } from '../../volume/paths.js';
 export const STAGING_DIR = '.pgr-staging';
 export const FAILURE_PREFIX = 'pg-reflinker populate: ';
 export const LABEL_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$/;
@@ -95,11 +96,22 @@ export function populatorEnv(opts: PopulatorOptions): Record<string, string> {
   return env;
 }
 
+/** The server's side of SESSION_KEEPALIVES, as the session's SET statements (libpq's settings are the client's). */
+function serverKeepalives(): string {
+  const k = SESSION_KEEPALIVES;
+  return [
+    `SET tcp_keepalives_idle = ${k.keepalives_idle};`,
+    `SET tcp_keepalives_interval = ${k.keepalives_interval};`,
+    `SET tcp_keepalives_count = ${k.keepalives_count};`,
+    `SET tcp_user_timeout = ${k.tcp_user_timeout};`,
+  ].join('\n');
+}
+
 /** The script text (the same for every clone; all inputs come from the environment). */
 export function renderPopulatorScript(): string {
   // The text is a String.raw template so that psql's backslash commands read as they are;
   // "\`" and "\${" stand for bash's backtick and "${".
-  return SCRIPT.replaceAll('\\`', '`').replaceAll('\\${', '${');
+  return SCRIPT.replaceAll('\\`', '`').replaceAll('\\${', '${').replace('@SERVER_KEEPALIVES@', serverKeepalives());
 }
 
 const SCRIPT = String.raw`#!/usr/bin/env bash
@@ -573,10 +585,7 @@ pgr_write_session() {
 SET client_min_messages = warning;
 SET statement_timeout = 0;
 -- The server ends this session (and with it the backup and the slot) within a minute of a dead peer.
-SET tcp_keepalives_idle = 10;
-SET tcp_keepalives_interval = 5;
-SET tcp_keepalives_count = 3;
-SET tcp_user_timeout = 30000;
+@SERVER_KEEPALIVES@
 SELECT current_setting('server_version_num')::int AS server_version_num,
        current_setting('server_version_num')::int >= 130000 AS supported,
        current_setting('server_version_num')::int >= 140000 AS pg14,
