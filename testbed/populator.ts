@@ -3,8 +3,9 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parsePopulatorFailure, parsePopulatorResult, type PopulatorResult } from '../src/controller/populator/result.js';
-import { populatorEnv, renderPopulatorScript, type PopulatorOptions } from '../src/controller/populator/script.js';
+import { parsePopulatorFailure, parsePopulatorResult, type PopulatorResult } from '../src/populator/result.js';
+import { populatorEnv, type PopulatorOptions } from '../src/populator/env.js';
+import { renderPopulatorScript } from '../src/populator/script.js';
 import { PG_BIN } from './postgres.js';
 import type { OsUser } from './run-as.js';
 

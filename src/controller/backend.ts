@@ -3,9 +3,6 @@ import type { VolumeRef } from '../volume/id.js';
 // The controller decides; a backend does the work on the node that holds the data.
 // Two implementations: local processes (standalone) and Kubernetes Jobs (controller role).
 
-export const CONTEXT_KIND = 'pg-reflinker.csi/kind';
-export type VolumeKind = 'empty' | 'clone';
-
 /** What CreateVolume decided for a volume. */
 export interface VolumeSpec {
   name: string;

@@ -2,8 +2,6 @@ import { invalidArgument } from '../csi/errors.js';
 
 /** StorageClass parameter: XFS copy-on-write extent size hint for new empty volumes (e.g. `8k`). */
 export const PARAM_COW_EXTENT_SIZE = 'cowExtentSize';
-/** volume_context key carrying the hint (in bytes) to the node plugin. */
-export const CONTEXT_COW_EXTENT_SIZE = 'pg-reflinker.csi/cowExtentSize';
 
 const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2 };
 const MAX_COW_EXTENT = 1024 ** 3;
@@ -22,8 +20,8 @@ export function parseCowExtentSize(value: string): number {
   return bytes;
 }
 
-/** What the parameters add to an empty volume's volume_context (validated before anything is made). */
-export function emptyVolumeContext(parameters: Record<string, string>): Record<string, string> {
+/** The StorageClass's copy-on-write extent hint in bytes, if it sets one (validated before anything is made). */
+export function cowExtentParameter(parameters: Record<string, string>): number | undefined {
   const hint = parameters[PARAM_COW_EXTENT_SIZE];
-  return hint ? { [CONTEXT_COW_EXTENT_SIZE]: String(parseCowExtentSize(hint)) } : {};
+  return hint ? parseCowExtentSize(hint) : undefined;
 }

@@ -9,10 +9,11 @@ import type {
   VolumeContentSource,
 } from '../csi/types.js';
 import { capabilityProblem, requireCapabilities, requireString, requireVolumeId } from '../csi/validate.js';
+import { cowExtentContext } from '../volume/context.js';
 import { InvalidVolumeId, dirForName, formatVolumeId, parseVolumeId, type VolumeRef } from '../volume/id.js';
 import { type RecordedVolume, type SourceVolume, type VolumeBackend, type VolumeSpec } from './backend.js';
-import { emptyVolumeContext } from './parameters.js';
-import { LABEL_PATTERN } from './populator/script.js';
+import { cowExtentParameter } from './parameters.js';
+import { LABEL_PATTERN } from '../populator/layout.js';
 import { placeClone, placeEmptyVolume, topologyFor } from './placement.js';
 
 export interface ControllerOptions {
@@ -102,7 +103,7 @@ export function controllerService(opts: ControllerOptions): RpcTable {
       if (req.volume_content_source?.volume) requireCloneName(name);
       requireCapabilities(req.volume_capabilities);
       const range = capacityRange(req);
-      const extraContext = emptyVolumeContext(req.parameters ?? {});
+      const extraContext = cowExtentContext(cowExtentParameter(req.parameters ?? {}));
       const sourceId = sourceVolumeId(req.volume_content_source);
       const source = sourceId ? await findSource(sourceId) : undefined;
       const dir = dirForName(name);

@@ -5,13 +5,12 @@ import type { RpcTable } from '../csi/handler.js';
 import { TOPOLOGY_KEY } from '../csi/identity.js';
 import type { NodeGetVolumeStatsRequest, NodePublishVolumeRequest, NodeUnpublishVolumeRequest } from '../csi/types.js';
 import { requireCapability, requireString, requireVolumeId } from '../csi/validate.js';
-import { CONTEXT_KIND } from '../controller/backend.js';
+import { cowExtentOf, isClone, isEmptyVolume } from '../volume/context.js';
 import { parseVolumeId, type VolumeRef } from '../volume/id.js';
 import { isBindOf, mountAt, readMounts } from '../volume/mountinfo.js';
 import { POPULATED_MARKER, pathKind, volumePath } from '../volume/paths.js';
 import { bindMount, unmount } from './mounts.js';
 import { setCowExtentSize } from './xfs.js';
-import { CONTEXT_COW_EXTENT_SIZE } from '../controller/parameters.js';
 
 export interface NodeOptions {
   nodeId: string;
@@ -37,10 +36,10 @@ async function shareWithGroup(dir: string, gid: number): Promise<void> {
 /** An empty volume's directory, with the StorageClass's copy-on-write extent hint (inherited by new files). */
 async function createEmptyVolume(dir: string, context: Record<string, string>): Promise<void> {
   await mkdir(dir, { mode: 0o755 });
-  const hint = context[CONTEXT_COW_EXTENT_SIZE];
-  if (!hint) return;
+  const hint = cowExtentOf(context);
+  if (hint === undefined) return;
   try {
-    await setCowExtentSize(dir, Number(hint));
+    await setCowExtentSize(dir, hint);
   } catch (err) {
     await rmdir(dir).catch(() => undefined);
     throw failedPrecondition(`could not set the copy-on-write extent size hint on ${dir}: ${(err as Error).message}`);
@@ -84,12 +83,12 @@ export function nodeService(opts: NodeOptions): RpcTable {
     const dir = volumePath(root, ref);
     const kind = await pathKind(dir);
     if (kind === 'symlink' || kind === 'other') throw failedPrecondition(`refusing to publish ${dir}: it is a ${kind}`);
-    if (context[CONTEXT_KIND] === 'empty') {
+    if (isEmptyVolume(context)) {
       if (kind === 'absent') await createEmptyVolume(dir, context);
       return dir;
     }
     if (kind === 'absent') throw notFound(`volume ${ref.volumeId} has no data on this node (${dir} does not exist)`);
-    if (context[CONTEXT_KIND] === 'clone' && (await pathKind(join(dir, POPULATED_MARKER))) === 'absent') {
+    if (isClone(context) && (await pathKind(join(dir, POPULATED_MARKER))) === 'absent') {
       throw failedPrecondition(`volume ${ref.volumeId} is a clone that is not populated yet; it is never served empty`);
     }
     return dir;
@@ -114,7 +113,7 @@ export function nodeService(opts: NodeOptions): RpcTable {
       if (!target) throw failedPrecondition(`the parent directory of target path ${givenTarget} does not exist`);
       const mountGroup = mountGroupOf(capability.mount?.volume_mount_group);
       const source = await publishableDir(ref, req.volume_context ?? {});
-      if (mountGroup !== undefined && req.volume_context?.[CONTEXT_KIND] === 'empty') await shareWithGroup(source, mountGroup);
+      if (mountGroup !== undefined && isEmptyVolume(req.volume_context ?? {})) await shareWithGroup(source, mountGroup);
       const mounts = await readMounts();
       const existing = mountAt(target, mounts);
       if (existing) {

@@ -2,8 +2,8 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { tlsConninfo } from '../../src/controller/populator/conninfo.js';
-import type { PopulatorOptions } from '../../src/controller/populator/script.js';
+import { tlsConninfo } from '../../src/populator/conninfo.js';
+import type { PopulatorOptions } from '../../src/populator/env.js';
 import {
   amcheck,
   checkPgbenchInvariant,

@@ -6,8 +6,8 @@ import { describe, expect, test } from '@jest/globals';
 import { cleanupJob } from '../../src/backends/kube/cleanup-job.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { POPULATE_WRAPPER, populateJob, type PopulateJobInput } from '../../src/backends/kube/populate-job.js';
-import { failureStatus } from '../../src/controller/populator/outcome.js';
-import { parsePopulatorFailure } from '../../src/controller/populator/result.js';
+import { failureStatus } from '../../src/populator/failure.js';
+import { parsePopulatorFailure } from '../../src/populator/result.js';
 
 // The Job manifests as data, and the populator wrapper run for real with bash.
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { failureStatus } from '../../src/controller/populator/outcome.js';
+import { failureStatus } from '../../src/populator/failure.js';
 
 describe('populator failure → gRPC status', () => {
   it.each([

@@ -1,8 +1,9 @@
 import { describe, expect, test } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
-import { libpqConninfo, tlsConninfo } from '../../src/controller/populator/conninfo.js';
-import { parsePopulatorFailure, parsePopulatorResult } from '../../src/controller/populator/result.js';
-import { populatorEnv, renderPopulatorScript } from '../../src/controller/populator/script.js';
+import { libpqConninfo, tlsConninfo } from '../../src/populator/conninfo.js';
+import { parsePopulatorFailure, parsePopulatorResult } from '../../src/populator/result.js';
+import { populatorEnv } from '../../src/populator/env.js';
+import { renderPopulatorScript } from '../../src/populator/script.js';
 
 const script = renderPopulatorScript();
 const session = script.slice(script.indexOf("<<'SQL'\n"), script.indexOf('\nSQL\n'));

@@ -1,7 +1,7 @@
 import type { CloneState, DeleteState, RecordedVolume, SourceVolume, VolumeBackend, VolumeSpec } from '../../controller/backend.js';
-import { CONTEXT_KIND } from '../../controller/backend.js';
 import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
+import { emptyVolumeContext } from '../../volume/context.js';
 import type { VolumeRef } from '../../volume/id.js';
 import { Cloner } from './clone.js';
 import { kubeCall, type KubeClient } from './client.js';
@@ -56,7 +56,7 @@ export class KubeBackend implements VolumeBackend {
     // No node work: the node plugin creates the directory on first publish. Only an old
     // deletion record under this name must go (see Deleter).
     await kubeCall(`creating volume ${spec.name}`, () => this.deleter.forgetDeletion(spec.ref));
-    return { [CONTEXT_KIND]: 'empty' };
+    return emptyVolumeContext();
   }
 
   describeSource(ref: VolumeRef): Promise<KubeSourceVolume> {

@@ -1,12 +1,13 @@
 import { status } from '@grpc/grpc-js';
 import type { V1Job } from '@kubernetes/client-node';
 import type { CloneState, SourceVolume, VolumeSpec } from '../../controller/backend.js';
-import { cloneContext, failureError } from '../../controller/populator/outcome.js';
-import { parsePopulatorFailure, parsePopulatorResult, type PopulatorResult } from '../../controller/populator/result.js';
-import { FAILURE_PREFIX } from '../../controller/populator/script.js';
+import { failureError } from '../../populator/failure.js';
+import { parsePopulatorFailure, parsePopulatorResult, type PopulatorResult } from '../../populator/result.js';
+import { FAILURE_PREFIX } from '../../populator/layout.js';
 import { CsiError, failedPrecondition, internal, invalidArgument } from '../../csi/errors.js';
 import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
+import { cloneContext } from '../../volume/context.js';
 import type { VolumeRef } from '../../volume/id.js';
 import { cleanupJobFor } from './cleanup-job.js';
 import { apiMessage, isConflict, kubeCall, type KubeClient } from './client.js';

@@ -1,6 +1,8 @@
 import type { V1Container, V1Job, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
-import { tlsConninfo } from '../../controller/populator/conninfo.js';
-import { populatorEnv, renderPopulatorScript } from '../../controller/populator/script.js';
+import { tlsConninfo } from '../../populator/conninfo.js';
+import { populatorEnv } from '../../populator/env.js';
+import { FAILURE_PREFIX, WORK_DIR_PREFIX } from '../../populator/layout.js';
+import { renderPopulatorScript } from '../../populator/script.js';
 import {
   ANN_CAPACITY,
   ANN_CLONE_PVC,
@@ -99,12 +101,12 @@ cat "$out"
 if [ "$rc" -eq 0 ]; then
   grep '^{' "$out" | tail -n 1 >"$term"
 else
-  for log in "${'$'}{PGR_WORK_DIR:-/nonexistent}"/pgr-populate.*/log; do
+  for log in "${'$'}{PGR_WORK_DIR:-/nonexistent}"/${WORK_DIR_PREFIX}*/log; do
     if [ -f "$log" ]; then echo "---- populator log ($log) ----" >&2; tail -n 200 "$log" >&2; fi
   done
-  line=$(grep '^pg-reflinker populate: ' "$err" | tail -n 1)
+  line=$(grep '^${FAILURE_PREFIX}' "$err" | tail -n 1)
   if [ -z "$line" ]; then
-    line="pg-reflinker populate: the populator exited with status $rc: $(tail -c 1500 "$err" | tr '\n' ' ')"
+    line="${FAILURE_PREFIX}the populator exited with status $rc: $(tail -c 1500 "$err" | tr '\n' ' ')"
   fi
   printf '%s\n' "$line" | cut -c1-3800 >"$term"
 fi

@@ -1,5 +1,6 @@
 import type { V1PersistentVolume } from '@kubernetes/client-node';
 import type { RecordedVolume } from '../../controller/backend.js';
+import { sourceVolumeIdOf } from '../../volume/context.js';
 import { orNone, type KubeClient } from './client.js';
 import { DRIVER_NAME, PROVISIONER_IDENTITY_KEY } from './constants.js';
 import { parseQuantity } from './quantity.js';
@@ -50,6 +51,6 @@ export function contextOfPv(pv: V1PersistentVolume): Record<string, string> {
 }
 
 export function recordedFromPv(name: string, pv: V1PersistentVolume): RecordedVolume {
-  const sourceVolumeId = contextOfPv(pv)['pg-reflinker.csi/sourceVolumeId'];
+  const sourceVolumeId = sourceVolumeIdOf(contextOfPv(pv));
   return { name, volumeId: handleOf(pv), capacityBytes: pvCapacity(pv), ...(sourceVolumeId ? { sourceVolumeId } : {}) };
 }

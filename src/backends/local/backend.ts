@@ -1,9 +1,8 @@
 import { alreadyExists, failedPrecondition, notFound } from '../../csi/errors.js';
 import type { CloneState, DeleteState, RecordedVolume, SourceVolume, VolumeBackend, VolumeSpec } from '../../controller/backend.js';
-import { CONTEXT_KIND } from '../../controller/backend.js';
-import { cloneContext } from '../../controller/populator/outcome.js';
 import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
+import { cloneContext, emptyVolumeContext } from '../../volume/context.js';
 import type { VolumeRef } from '../../volume/id.js';
 import { volumePath } from '../../volume/paths.js';
 import { UnsafeRemoval, removeVolumeDir } from '../../volume/remove.js';
@@ -59,7 +58,7 @@ export class LocalBackend implements VolumeBackend {
     if (await readPopulatedMarker(volumePath(this.opts.root, spec.ref), spec.name)) {
       throw alreadyExists(`a volume named ${spec.name} already exists with different parameters: it is a populated clone`);
     }
-    const context = { [CONTEXT_KIND]: 'empty' };
+    const context = emptyVolumeContext();
     await this.records.put(spec.ref.dir, {
       name: spec.name,
       volumeId: spec.ref.volumeId,

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { POPULATED_MARKER } from '../../volume/paths.js';
-import { parsePopulatorResult, type PopulatorResult } from '../../controller/populator/result.js';
+import { parsePopulatorResult, type PopulatorResult } from '../../populator/result.js';
 import { readUntrustedFile } from '../../volume/untrusted-file.js';
 
 /**

@@ -1,22 +1,10 @@
-import { FAILURE_PREFIX } from './script.js';
+import type { CopyReport } from '../volume/context.js';
+import { FAILURE_PREFIX } from './layout.js';
 
-/** The populator's one JSON line on success. */
-export interface PopulatorResult {
+/** The populator's one JSON line on success: what the copy reports, with the run's label and mode. */
+export interface PopulatorResult extends CopyReport {
   mode: 'online' | 'plain';
   label: string;
-  /** online: pg_backup_start's LSN; plain: null. */
-  startLsn: string | null;
-  stopLsn: string | null;
-  timeline: number | null;
-  backupFrom: 'primary' | 'standby' | null;
-  /** Regular files and logical bytes in the result. */
-  files: number;
-  bytes: number;
-  /** Whole run; pg_backup_start (checkpoint); tree copy; WAL re-copy after pg_backup_stop. */
-  seconds: number;
-  checkpointSeconds: number;
-  copySeconds: number;
-  walSeconds: number;
 }
 
 const NUMBERS = ['files', 'bytes', 'seconds', 'checkpointSeconds', 'copySeconds', 'walSeconds'] as const;

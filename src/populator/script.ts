@@ -1,100 +1,21 @@
 import { SESSION_KEEPALIVES } from './conninfo.js';
+import { FAILURE_PREFIX, LABEL_PATTERN, POPULATED_MARKER, SLOT_PREFIX, STAGING_DIR, WORK_DIR_PREFIX } from './layout.js';
 
 /**
- * The populator: ONE bash script that fills a clone volume, run by the local backend as a child
- * process (`bash <file>`) and by a Kubernetes Job in the source cluster's PostgreSQL image
- * (bash, coreutils, findutils, grep, psql; no node).
+ * The populator: ONE bash script that fills a clone volume. The local backend runs it as a child
+ * process (`bash <file>`); the Kubernetes backend in a Job on the source's node, in the source
+ * Cluster's PostgreSQL image for an online copy and in the driver's own image for a plain one
+ * (bash, coreutils, findutils, grep, and psql when online; no node).
  *
- * Inputs are environment variables only (see PopulatorEnv). Contract:
+ * Inputs are environment variables only (PopulatorEnv, env.ts). Contract:
  * - success: exit 0, `$PGR_VOLUME_DIR/pgdata` (online) or the copied volume entries (plain) appear
  *   by rename, then `$PGR_VOLUME_DIR/.pgr-populated` holds the result; stdout is ONE JSON line
  *   (PopulatorResult, see result.ts). Running again on a populated volume with the same label
  *   prints the recorded line and exits 0.
  * - failure: exit 1, nothing new in `$PGR_VOLUME_DIR` (the staging directory is removed), ONE line
  *   `pg-reflinker populate: <reason>` on stderr.
+ * The names it shares with its callers (layout.ts) are put into the text below from TypeScript.
  */
-
-/** The environment the script reads. Values are strings, as in any environment. */
-export interface PopulatorEnv {
-  /** `online` (a running server: backup bracket over one psql session) or `plain` (no server). Default online. */
-  PGR_MODE: 'online' | 'plain';
-  /** online: any libpq connection string (TLS client cert, or `host=/socket/dir port=... user=... dbname=postgres`). */
-  PGR_CONNINFO?: string;
-  /** online: the source PGDATA as mounted (owned by PGR_UID). */
-  PGR_SOURCE_PGDATA?: string;
-  /** plain: the source volume directory; all of it is copied. */
-  PGR_SOURCE_DIR?: string;
-  /** The destination volume directory (must exist, on the source's filesystem). */
-  PGR_VOLUME_DIR: string;
-  /** Backup label = the clone's volume name; `[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}`. */
-  PGR_LABEL: string;
-  /** Owner of the result (default 26, CNPG's postgres). The script chowns only when run as root. */
-  PGR_UID: string;
-  PGR_GID: string;
-  /** The source directory's identity `<st_dev>:<st_ino>` as the caller saw it; the script refuses a source that is not this directory. */
-  PGR_SOURCE_ID?: string;
-  /** `verified`: the caller checked that no server runs on the source's pgdata, so a postmaster.pid in it is stale. */
-  PGR_SERVER_STOPPED?: 'verified';
-  /** plain: `1` when the StorageClass allowed crash-consistent copies of a volume in use. */
-  PGR_CRASH_CONSISTENT?: '1';
-  /** Scratch space: the script makes `pgr-populate.XXXXXX/` in it (removed on success, kept with its `log` on failure); default: inside the staging directory. */
-  PGR_WORK_DIR?: string;
-}
-
-export interface PopulatorOptions {
-  mode: 'online' | 'plain';
-  /** online only. */
-  conninfo?: string;
-  /** online: the source PGDATA; plain: the source volume directory. */
-  sourceDir: string;
-  volumeDir: string;
-  label: string;
-  uid?: number;
-  gid?: number;
-  workDir?: string;
-  /** `<st_dev>:<st_ino>` of sourceDir as the caller resolved it (pins the source against swaps). */
-  sourceIdentity?: string;
-  /** plain: the caller verified that no server runs on the source (a postmaster.pid there is stale). */
-  serverStopped?: boolean;
-  /** plain: the copy may be crash-consistent (the StorageClass allowed it). */
-  crashConsistent?: boolean;
-}
-
-export const STAGING_DIR = '.pgr-staging';
-export const FAILURE_PREFIX = 'pg-reflinker populate: ';
-export const LABEL_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$/;
-/** Temporary replication slots are named `pgr_<label>_<pid>`. */
-export const SLOT_PREFIX = 'pgr_';
-
-/** Builds the script's environment; throws on values the script would refuse. */
-export function populatorEnv(opts: PopulatorOptions): Record<string, string> {
-  if (!LABEL_PATTERN.test(opts.label)) throw new Error(`populator label ${JSON.stringify(opts.label)} must match ${LABEL_PATTERN}`);
-  for (const [name, id] of [['uid', opts.uid], ['gid', opts.gid]] as const) {
-    if (id !== undefined && !(Number.isInteger(id) && id >= 0)) throw new Error(`populator ${name} must be a non-negative integer, not ${id}`);
-  }
-  if (opts.mode === 'online' && !opts.conninfo) throw new Error('populator: online mode needs a connection string');
-  const env: Record<string, string> = {
-    PGR_MODE: opts.mode,
-    PGR_VOLUME_DIR: opts.volumeDir,
-    PGR_LABEL: opts.label,
-    PGR_UID: String(opts.uid ?? 26),
-    PGR_GID: String(opts.gid ?? 26),
-  };
-  if (opts.mode === 'online') {
-    env.PGR_CONNINFO = opts.conninfo as string;
-    env.PGR_SOURCE_PGDATA = opts.sourceDir;
-  } else {
-    env.PGR_SOURCE_DIR = opts.sourceDir;
-  }
-  if (opts.workDir) env.PGR_WORK_DIR = opts.workDir;
-  if (opts.sourceIdentity !== undefined) {
-    if (!/^[0-9]+:[0-9]+$/.test(opts.sourceIdentity)) throw new Error(`populator source identity ${JSON.stringify(opts.sourceIdentity)} must be <dev>:<ino>`);
-    env.PGR_SOURCE_ID = opts.sourceIdentity;
-  }
-  if (opts.serverStopped) env.PGR_SERVER_STOPPED = 'verified';
-  if (opts.crashConsistent) env.PGR_CRASH_CONSISTENT = '1';
-  return env;
-}
 
 /** The server's side of SESSION_KEEPALIVES, as the session's SET statements (libpq's settings are the client's). */
 function serverKeepalives(): string {
@@ -111,11 +32,11 @@ function serverKeepalives(): string {
 export function renderPopulatorScript(): string {
   // The text is a String.raw template so that psql's backslash commands read as they are;
   // "\`" and "\${" stand for bash's backtick and "${".
-  return SCRIPT.replaceAll('\\`', '`').replaceAll('\\${', '${').replace('@SERVER_KEEPALIVES@', serverKeepalives());
+  return SCRIPT.replaceAll('\\`', '`').replaceAll('\\${', '${');
 }
 
 const SCRIPT = String.raw`#!/usr/bin/env bash
-# pg-reflinker populator (rendered by src/controller/populator/script.ts; inputs: PGR_* variables, see there).
+# pg-reflinker populator (rendered by src/populator/script.ts; inputs: PGR_* variables, see src/populator/env.ts).
 #   online: a database-consistent reflink clone of a live PGDATA inside ONE psql session
 #           (temporary slot, pg_backup_start, copy, pg_backup_stop, WAL re-copy, backup_label).
 #   plain:  a reflink copy of a whole volume directory that no server is using.
@@ -141,7 +62,7 @@ pgr_fail() {
     printf '%s\n' "$reason" >"$PGR_WORK/reason"
   else
     PGR_REPORTED=1
-    printf 'pg-reflinker populate: %s\n' "$reason" >&3
+    printf '${FAILURE_PREFIX}%s\n' "$reason" >&3
   fi
   exit 1
 }
@@ -483,7 +404,7 @@ pgr_cleanup() {
   trap - ERR
   if [ -n "$PGR_WORK" ]; then pgr_stop_children; fi
   if [ "$rc" -ne 0 ] && [ -z "$PGR_REPORTED" ]; then
-    printf 'pg-reflinker populate: %s\n' "$(pgr_oneline "unexpected failure (exit $rc) at \${PGR_LAST_ERR:-?}: $(tail -n 1 "$PGR_WORK/log" 2>/dev/null)")" >&3
+    printf '${FAILURE_PREFIX}%s\n' "$(pgr_oneline "unexpected failure (exit $rc) at \${PGR_LAST_ERR:-?}: $(tail -n 1 "$PGR_WORK/log" 2>/dev/null)")" >&3
   fi
   if [ -n "$PGR_STAGE" ]; then rm -rf -- "$PGR_STAGE"; fi
   # A caller-provided work area keeps the log of a failed run.
@@ -545,7 +466,7 @@ pgr_publish_marker() { # json
   printf '%s\n' "$1" >"$PGR_STAGE/result.json"
   chmod 0644 "$PGR_STAGE/result.json"
   pgr_chown "$PGR_STAGE/result.json"
-  mv -T "$PGR_STAGE/result.json" "$PGR_VOLUME_DIR/.pgr-populated"
+  mv -T "$PGR_STAGE/result.json" "$PGR_VOLUME_DIR/${POPULATED_MARKER}"
   sync -f "$PGR_VOLUME_DIR"
   printf '%s\n' "$1" >&4
 }
@@ -585,7 +506,7 @@ pgr_write_session() {
 SET client_min_messages = warning;
 SET statement_timeout = 0;
 -- The server ends this session (and with it the backup and the slot) within a minute of a dead peer.
-@SERVER_KEEPALIVES@
+${serverKeepalives()}
 SELECT current_setting('server_version_num')::int AS server_version_num,
        current_setting('server_version_num')::int >= 130000 AS supported,
        current_setting('server_version_num')::int >= 140000 AS pg14,
@@ -677,7 +598,7 @@ pgr_online() {
   fi
   pgr_probe_reflink "$src/PG_VERSION" "$PGR_STAGE"
   mkdir "$p"
-  slot=pgr_$(printf '%s' "$PGR_LABEL" | tr 'A-Z' 'a-z' | tr -c 'a-z0-9_' '_' | cut -c1-40)_$$
+  slot=${SLOT_PREFIX}$(printf '%s' "$PGR_LABEL" | tr 'A-Z' 'a-z' | tr -c 'a-z0-9_' '_' | cut -c1-40)_$$
   pgr_write_session
   pgr_write_steps
   cd "$PGR_WORK"
@@ -745,7 +666,7 @@ pgr_plain() {
   # Files vanish from a volume nobody uses only when someone deletes them: that copy is no copy.
   if [ "\${PGR_CRASH_CONSISTENT:-}" = 1 ]; then pgr_cp tolerant -a --reflink=always ./. "$v/"; else pgr_cp strict -a --reflink=always ./. "$v/"; fi
   copy_ns=$(($(date +%s%N) - t0))
-  rm -rf -- "$v/.pgr-staging" "$v/.pgr-populated" "$v/pgdata/postmaster.pid" "$v/pgdata/postmaster.opts"
+  rm -rf -- "$v/${STAGING_DIR}" "$v/${POPULATED_MARKER}" "$v/pgdata/postmaster.pid" "$v/pgdata/postmaster.opts"
   pgr_relink_tablespaces pgdata "$v/pgdata" "$v" link
   cd /
   pgr_audit_links "$v"
@@ -768,7 +689,7 @@ pgr_main() {
   PGR_VOLUME_DIR=\${PGR_VOLUME_DIR:-} PGR_LABEL=\${PGR_LABEL:-}
   export PGR_MODE PGR_UID PGR_GID PGR_VOLUME_DIR PGR_LABEL PGR_WORK_DIR
   case $PGR_MODE in online | plain) ;; *) pgr_fail "PGR_MODE must be online or plain, not '$PGR_MODE'" ;; esac
-  if ! [[ $PGR_LABEL =~ ^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$ ]]; then pgr_fail "PGR_LABEL '$PGR_LABEL' is not a valid label"; fi
+  if ! [[ $PGR_LABEL =~ ${LABEL_PATTERN.source} ]]; then pgr_fail "PGR_LABEL '$PGR_LABEL' is not a valid label"; fi
   if ! [[ $PGR_UID =~ ^[0-9]+$ && $PGR_GID =~ ^[0-9]+$ ]]; then pgr_fail "PGR_UID and PGR_GID must be numbers"; fi
   if [ -z "$PGR_VOLUME_DIR" ] || [ ! -d "$PGR_VOLUME_DIR" ]; then pgr_fail "destination volume directory '$PGR_VOLUME_DIR' does not exist"; fi
   if [ "$PGR_MODE" = online ]; then
@@ -788,9 +709,9 @@ pgr_main() {
   exec 9<"$PGR_VOLUME_DIR"
   if ! flock -n 9; then pgr_fail "another population of $PGR_VOLUME_DIR is still running; refusing to start a second"; fi
   # Already done (a retried Job, a second call): report the recorded result.
-  if [ -f "$PGR_VOLUME_DIR/.pgr-populated" ]; then
-    if grep -qF "\"label\":\"$PGR_LABEL\"" "$PGR_VOLUME_DIR/.pgr-populated"; then
-      cat "$PGR_VOLUME_DIR/.pgr-populated" >&4
+  if [ -f "$PGR_VOLUME_DIR/${POPULATED_MARKER}" ]; then
+    if grep -qF "\"label\":\"$PGR_LABEL\"" "$PGR_VOLUME_DIR/${POPULATED_MARKER}"; then
+      cat "$PGR_VOLUME_DIR/${POPULATED_MARKER}" >&4
       exit 0
     fi
     pgr_fail "$PGR_VOLUME_DIR is already populated under another label"
@@ -800,11 +721,11 @@ pgr_main() {
   fi
   if [ "$PGR_MODE" = plain ]; then
     for e in "$PGR_VOLUME_DIR"/*; do
-      if [ "\${e##*/}" != .pgr-staging ]; then pgr_fail "destination volume $PGR_VOLUME_DIR is not empty (\${e##*/})"; fi
+      if [ "\${e##*/}" != ${STAGING_DIR} ]; then pgr_fail "destination volume $PGR_VOLUME_DIR is not empty (\${e##*/})"; fi
     done
   fi
 
-  PGR_STAGE=$PGR_VOLUME_DIR/.pgr-staging
+  PGR_STAGE=$PGR_VOLUME_DIR/${STAGING_DIR}
   trap pgr_cleanup EXIT
   trap 'PGR_LAST_ERR="line $LINENO: $BASH_COMMAND"' ERR
   trap 'pgr_fail "interrupted by SIGTERM"' TERM
@@ -814,7 +735,7 @@ pgr_main() {
   rm -rf -- "$PGR_STAGE"
   mkdir "$PGR_STAGE"
   if [ -n "$PGR_WORK_DIR" ]; then
-    PGR_OWN_WORK=$(mktemp -d "$PGR_WORK_DIR/pgr-populate.XXXXXX")
+    PGR_OWN_WORK=$(mktemp -d "$PGR_WORK_DIR/${WORK_DIR_PREFIX}XXXXXX")
     PGR_WORK=$PGR_OWN_WORK
   else
     PGR_WORK=$PGR_STAGE/work
