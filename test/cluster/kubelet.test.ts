@@ -3,7 +3,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BatchV1Api, CoreV1Api, type V1Job, type V1Pod, type V1PodSpec } from '@kubernetes/client-node';
-import { cleanupJob } from '../../src/backends/kube/cleanup-job.js';
+import { cleanupJob } from '../../src/backends/kube/deletion/cleanup-job.js';
 import { OPENSSL, ROOT, describeWithRealParts } from '../support/requirements.js';
 import { CONTROL_PLANE } from './components.js';
 import { startControlPlane, type ControlPlane } from './control-plane.js';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import type { FailedPvReconciler } from '../../src/backends/kube/failed-pvs.js';
+import type { FailedPvReconciler } from '../../src/backends/kube/deletion/failed-pvs.js';
 import { createKubeBackendFactory, type KubeFactoryOptions } from '../../src/backends/kube/factory.js';
 import type { Config } from '../../src/config.js';
 import { loadCsi } from '../../src/csi/proto.js';

@@ -3,9 +3,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from '@jest/globals';
-import { cleanupJob } from '../../src/backends/kube/cleanup-job.js';
+import { cleanupJob } from '../../src/backends/kube/deletion/cleanup-job.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { POPULATE_WRAPPER, populateJob, type PopulateJobInput } from '../../src/backends/kube/populate-job.js';
+import { POPULATE_WRAPPER, populateJob, type PopulateJobInput } from '../../src/backends/kube/clone/populate-job.js';
 import { failureStatus } from '../../src/populator/failure.js';
 import { parsePopulatorFailure } from '../../src/populator/result.js';
 

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { describe, expect, test } from '@jest/globals';
-import { populatorConninfo, type OnlineSource } from '../../src/backends/kube/populate-job.js';
+import { populatorConninfo, type OnlineSource } from '../../src/backends/kube/clone/populate-job.js';
 
 // The populator's one psql session holds a backup and a replication slot open on the source:
 // a dead peer must end it within a minute, not at the Job's deadline hours later.

@@ -2,12 +2,12 @@ import { describe, expect, test } from '@jest/globals';
 import type { V1PersistentVolumeClaim } from '@kubernetes/client-node';
 import { status } from '@grpc/grpc-js';
 import { ApiException } from '@kubernetes/client-node';
-import { toCsiError } from '../../src/backends/kube/client.js';
-import { clusterInfo } from '../../src/backends/kube/cnpg.js';
-import { jobPhase, podVerdict } from '../../src/backends/kube/jobs.js';
-import { cleanupJobName, eventName, populateJobName, uidFromVolumeName, volumeKey } from '../../src/backends/kube/names.js';
-import { consents, searchOrder } from '../../src/backends/kube/namespace-path.js';
-import { InvalidQuantity, parseQuantity } from '../../src/backends/kube/quantity.js';
+import { toCsiError } from '../../src/backends/kube/api/client.js';
+import { clusterInfo } from '../../src/backends/kube/clone/cnpg.js';
+import { jobPhase, podVerdict } from '../../src/backends/kube/api/jobs.js';
+import { cleanupJobName, eventName, populateJobName, uidFromVolumeName, volumeKey } from '../../src/backends/kube/api/names.js';
+import { consents, searchOrder } from '../../src/backends/kube/clone/namespace-path.js';
+import { InvalidQuantity, parseQuantity } from '../../src/backends/kube/api/quantity.js';
 import { CONTROLLER_RBAC_RULES } from '../../src/backends/kube/rbac.js';
 import { CsiError } from '../../src/csi/errors.js';
 

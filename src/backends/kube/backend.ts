@@ -3,15 +3,15 @@ import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
 import { emptyVolumeContext } from '../../volume/context.js';
 import type { VolumeRef } from '../../volume/id.js';
-import { Cloner } from './clone.js';
-import { kubeCall, type KubeClient } from './client.js';
-import { CloneRecords } from './clone-record.js';
-import { Deleter } from './deletion.js';
-import { EventRecorder } from './events.js';
-import { Jobs } from './jobs.js';
+import { Cloner } from './clone/cloner.js';
+import { kubeCall, type KubeClient } from './api/client.js';
+import { CloneRecords } from './clone/record.js';
+import { Deleter } from './deletion/deleter.js';
+import { EventRecorder } from './api/events.js';
+import { Jobs } from './api/jobs.js';
 import type { KubeSettings } from './settings.js';
-import { describeSource, type KubeSourceVolume } from './source.js';
-import { pvByHandle, pvByName, recordedFromPv } from './volumes.js';
+import { describeSource, type KubeSourceVolume } from './clone/source.js';
+import { pvByHandle, pvByName, recordedFromPv } from './api/volumes.js';
 
 export interface KubeBackendOptions {
   client: KubeClient;

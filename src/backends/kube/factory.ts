@@ -2,8 +2,8 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { KubeBackendFactory } from '../../driver.js';
 import type { Readiness } from '../../health.js';
 import { KubeBackend } from './backend.js';
-import { apiMessage, defaultKubeConfig, kubeClient, type KubeClient } from './client.js';
-import { FailedPvReconciler } from './failed-pvs.js';
+import { apiMessage, defaultKubeConfig, kubeClient, type KubeClient } from './api/client.js';
+import { FailedPvReconciler } from './deletion/failed-pvs.js';
 import { kubeSettings, type KubeTuning } from './settings.js';
 
 export interface KubeFactoryOptions extends KubeTuning {

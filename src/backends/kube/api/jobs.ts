@@ -1,7 +1,7 @@
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
-import type { Logger } from '../../log.js';
+import type { Logger } from '../../../log.js';
 import { isConflict, isNotFound, orNone, type KubeClient } from './client.js';
-import { JOB_CONTROLLER_UID_LABEL } from './constants.js';
+import { JOB_CONTROLLER_UID_LABEL } from '../constants.js';
 
 // Jobs as the backend's durable state: create-or-adopt under a deterministic name, wait for a
 // change on a watch (never a sleep loop), read the verdict from the pod's termination message.

@@ -1,8 +1,8 @@
 import { hostname } from 'node:os';
 import type { CoreV1Event } from '@kubernetes/client-node';
-import type { Logger } from '../../log.js';
+import type { Logger } from '../../../log.js';
 import { apiMessage, isConflict, orNone, type KubeClient } from './client.js';
-import { MANAGED_BY } from './constants.js';
+import { MANAGED_BY } from '../constants.js';
 import { eventName } from './names.js';
 
 // core/v1 Events, so `kubectl describe pvc` tells the user what happened to their clone.

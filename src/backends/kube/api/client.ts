@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { ApiException, BatchV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, Watch, setHeaderOptions } from '@kubernetes/client-node';
-import { CsiError } from '../../csi/errors.js';
+import { CsiError } from '../../../csi/errors.js';
 
 /** The typed APIs the backend uses, built once from one KubeConfig. */
 export interface KubeClient {

@@ -1,8 +1,8 @@
 import type { V1PersistentVolumeClaim } from '@kubernetes/client-node';
-import { failedPrecondition } from '../../csi/errors.js';
-import { orNone, type KubeClient } from './client.js';
+import { failedPrecondition } from '../../../csi/errors.js';
+import { orNone, type KubeClient } from '../api/client.js';
 import { readClusterObject } from './cnpg.js';
-import { CNPG_GROUP, CNPG_LABEL_CLUSTER } from './constants.js';
+import { CNPG_GROUP, CNPG_LABEL_CLUSTER } from '../constants.js';
 import type { KubeSourceVolume } from './source.js';
 
 // Where a clone goes. CloudNativePG builds every new replica of a Cluster bootstrapped with

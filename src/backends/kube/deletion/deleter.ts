@@ -1,16 +1,16 @@
 import type { V1Job } from '@kubernetes/client-node';
-import type { DeleteState } from '../../controller/backend.js';
-import { CsiError, failedPrecondition, internal } from '../../csi/errors.js';
-import type { Logger } from '../../log.js';
-import type { Metrics } from '../../metrics.js';
-import type { VolumeRef } from '../../volume/id.js';
+import type { DeleteState } from '../../../controller/backend.js';
+import { CsiError, failedPrecondition, internal } from '../../../csi/errors.js';
+import type { Logger } from '../../../log.js';
+import type { Metrics } from '../../../metrics.js';
+import type { VolumeRef } from '../../../volume/id.js';
 import { CLEANUP_CONTAINER, cleanupJobFor } from './cleanup-job.js';
-import { kubeCall, mergePatch, orNone, type KubeClient } from './client.js';
-import type { CloneRecord, CloneRecords } from './clone-record.js';
-import { ANN_VOLUME_ID } from './constants.js';
-import { Jobs, isFinished, jobAgeSeconds, jobPhase, podVerdict } from './jobs.js';
-import { cleanupJobName } from './names.js';
-import type { KubeSettings } from './settings.js';
+import { kubeCall, mergePatch, orNone, type KubeClient } from '../api/client.js';
+import type { CloneRecord, CloneRecords } from '../clone/record.js';
+import { ANN_VOLUME_ID } from '../constants.js';
+import { Jobs, isFinished, jobAgeSeconds, jobPhase, podVerdict } from '../api/jobs.js';
+import { cleanupJobName } from '../api/names.js';
+import type { KubeSettings } from '../settings.js';
 
 // DeleteVolume: the volume's directory is removed on its node by a cleanup Job (driver image,
 // `pg-reflinker cleanup`). The succeeded Job is kept until its TTL as the record that the

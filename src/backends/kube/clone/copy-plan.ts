@@ -1,6 +1,6 @@
 import type { V1Pod } from '@kubernetes/client-node';
-import { failedPrecondition } from '../../csi/errors.js';
-import type { KubeClient } from './client.js';
+import { failedPrecondition } from '../../../csi/errors.js';
+import type { KubeClient } from '../api/client.js';
 import { readCluster, type ClusterInfo } from './cnpg.js';
 import {
   CNPG_DEFAULT_UID,
@@ -11,7 +11,7 @@ import {
   CNPG_LABEL_PVC_ROLE,
   CNPG_LABEL_ROLE_LEGACY,
   PARAM_ALLOW_CRASH_CONSISTENT,
-} from './constants.js';
+} from '../constants.js';
 import type { KubeSourceVolume } from './source.js';
 
 // Clone source resolution, second half: who uses the source PVC decides how it is copied.

@@ -1,8 +1,8 @@
 import type { V1PersistentVolume } from '@kubernetes/client-node';
-import type { RecordedVolume } from '../../controller/backend.js';
-import { sourceVolumeIdOf } from '../../volume/context.js';
+import type { RecordedVolume } from '../../../controller/backend.js';
+import { sourceVolumeIdOf } from '../../../volume/context.js';
 import { orNone, type KubeClient } from './client.js';
-import { DRIVER_NAME, PROVISIONER_IDENTITY_KEY } from './constants.js';
+import { DRIVER_NAME, PROVISIONER_IDENTITY_KEY } from '../constants.js';
 import { parseQuantity } from './quantity.js';
 
 // PersistentVolumes of this driver: the sidecar names them after the volume (`pvc-<uid>`) and

@@ -1,27 +1,27 @@
 import { status } from '@grpc/grpc-js';
 import type { V1Job } from '@kubernetes/client-node';
-import type { CloneState, SourceVolume, VolumeSpec } from '../../controller/backend.js';
-import { failureError } from '../../populator/failure.js';
-import { parsePopulatorFailure, parsePopulatorResult, type PopulatorResult } from '../../populator/result.js';
-import { FAILURE_PREFIX } from '../../populator/layout.js';
-import { CsiError, failedPrecondition, internal, invalidArgument } from '../../csi/errors.js';
-import type { Logger } from '../../log.js';
-import type { Metrics } from '../../metrics.js';
-import { cloneContext } from '../../volume/context.js';
-import type { VolumeRef } from '../../volume/id.js';
-import { cleanupJobFor } from './cleanup-job.js';
-import { apiMessage, isConflict, kubeCall, type KubeClient } from './client.js';
-import type { CloneRecord, CloneRecords } from './clone-record.js';
-import { checkCloneTarget } from './clone-target.js';
-import { ANN_AFTER_FAILURE, ANN_CLUSTER, PARAM_PVC_NAME, PARAM_PVC_NAMESPACE } from './constants.js';
+import type { CloneState, SourceVolume, VolumeSpec } from '../../../controller/backend.js';
+import { failureError } from '../../../populator/failure.js';
+import { parsePopulatorFailure, parsePopulatorResult, type PopulatorResult } from '../../../populator/result.js';
+import { FAILURE_PREFIX } from '../../../populator/layout.js';
+import { CsiError, failedPrecondition, internal, invalidArgument } from '../../../csi/errors.js';
+import type { Logger } from '../../../log.js';
+import type { Metrics } from '../../../metrics.js';
+import { cloneContext } from '../../../volume/context.js';
+import type { VolumeRef } from '../../../volume/id.js';
+import { cleanupJobFor } from '../deletion/cleanup-job.js';
+import { apiMessage, isConflict, kubeCall, type KubeClient } from '../api/client.js';
+import type { CloneRecord, CloneRecords } from './record.js';
+import { checkCloneTarget } from './target.js';
+import { ANN_AFTER_FAILURE, ANN_CLUSTER, PARAM_PVC_NAME, PARAM_PVC_NAMESPACE } from '../constants.js';
 import { planCopy, type CopyPlan } from './copy-plan.js';
-import type { EventRecorder } from './events.js';
-import { Jobs, isFinished, jobAgeSeconds, jobPhase, podVerdict } from './jobs.js';
-import { cleanupJobName, isNamespaceName, isObjectName } from './names.js';
+import type { EventRecorder } from '../api/events.js';
+import { Jobs, isFinished, jobAgeSeconds, jobPhase, podVerdict } from '../api/jobs.js';
+import { cleanupJobName, isNamespaceName, isObjectName } from '../api/names.js';
 import { POPULATE_CONTAINER, populateJob } from './populate-job.js';
-import type { KubeSettings } from './settings.js';
+import type { KubeSettings } from '../settings.js';
 import { describeSource, isKubeSource, type KubeSourceVolume } from './source.js';
-import { contextOfPv, handleOf, pvByName } from './volumes.js';
+import { contextOfPv, handleOf, pvByName } from '../api/volumes.js';
 
 // CreateVolume for clones: one populator Job per volume, named in the clone's record (a
 // ConfigMap in the driver's namespace, clone-record.ts) and found again through it on every

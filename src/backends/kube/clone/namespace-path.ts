@@ -1,9 +1,9 @@
 import { status } from '@grpc/grpc-js';
 import type { V1PersistentVolumeClaim } from '@kubernetes/client-node';
-import { CsiError, notFound } from '../../csi/errors.js';
-import { orNone, type KubeClient } from './client.js';
-import { ANN_ALLOW_CLONE_TO, ANN_PLACEHOLDER_SOURCE } from './constants.js';
-import { isObjectName } from './names.js';
+import { CsiError, notFound } from '../../../csi/errors.js';
+import { orNone, type KubeClient } from '../api/client.js';
+import { ANN_ALLOW_CLONE_TO, ANN_PLACEHOLDER_SOURCE } from '../constants.js';
+import { isObjectName } from '../api/names.js';
 
 // Cross-namespace clones. CloudNativePG (and the sidecar, without an alpha feature gate) can
 // only name a data source in the clone's own namespace, so a *placeholder* stands in: an empty

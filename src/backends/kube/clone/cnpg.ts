@@ -1,7 +1,7 @@
-import { failedPrecondition } from '../../csi/errors.js';
-import { orNone, type KubeClient } from './client.js';
-import { CNPG_CLUSTERS, CNPG_DEFAULT_UID, CNPG_GROUP, CNPG_VERSION } from './constants.js';
-import { isObjectName } from './names.js';
+import { failedPrecondition } from '../../../csi/errors.js';
+import { orNone, type KubeClient } from '../api/client.js';
+import { CNPG_CLUSTERS, CNPG_DEFAULT_UID, CNPG_GROUP, CNPG_VERSION } from '../constants.js';
+import { isObjectName } from '../api/names.js';
 
 // What the populator needs from a CloudNativePG Cluster (postgresql.cnpg.io/v1): its image, the
 // postgres uid/gid, and the names (never the contents) of its TLS secrets.

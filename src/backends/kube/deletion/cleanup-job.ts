@@ -1,9 +1,9 @@
 import type { V1Job } from '@kubernetes/client-node';
-import { ANN_AFTER_FAILURE, ANN_VOLUME_ID, LABEL_MANAGED_BY, LABEL_ROLE, LABEL_VOLUME, MANAGED_BY } from './constants.js';
-import { cleanupJobName, volumeKey } from './names.js';
-import { pinnedJob } from './pinned-job.js';
-import type { KubeSettings } from './settings.js';
-import type { VolumeRef } from '../../volume/id.js';
+import { ANN_AFTER_FAILURE, ANN_VOLUME_ID, LABEL_MANAGED_BY, LABEL_ROLE, LABEL_VOLUME, MANAGED_BY } from '../constants.js';
+import { cleanupJobName, volumeKey } from '../api/names.js';
+import { pinnedJob } from '../api/pinned-job.js';
+import type { KubeSettings } from '../settings.js';
+import type { VolumeRef } from '../../../volume/id.js';
 
 // The node-side cleanup Job as data: `pg-reflinker cleanup` (src/cleanup.ts) in the driver's
 // own image (its ENTRYPOINT is the program, so the Job passes only args), on the volume's node, in the driver's namespace. It sees the prefix at the same

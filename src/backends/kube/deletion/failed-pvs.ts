@@ -1,13 +1,13 @@
 import type { V1PersistentVolume } from '@kubernetes/client-node';
 import { Gauge } from 'prom-client';
-import type { DeleteState } from '../../controller/backend.js';
-import type { Logger } from '../../log.js';
-import type { Metrics } from '../../metrics.js';
-import { InvalidVolumeId, parseVolumeId, type VolumeRef } from '../../volume/id.js';
-import { apiMessage, ignoreNotFound, mergePatch, orNone, type KubeClient } from './client.js';
-import { PROVISIONER_PV_FINALIZER } from './constants.js';
-import type { EventRecorder } from './events.js';
-import { handleOf, listOurPvs } from './volumes.js';
+import type { DeleteState } from '../../../controller/backend.js';
+import type { Logger } from '../../../log.js';
+import type { Metrics } from '../../../metrics.js';
+import { InvalidVolumeId, parseVolumeId, type VolumeRef } from '../../../volume/id.js';
+import { apiMessage, ignoreNotFound, mergePatch, orNone, type KubeClient } from '../api/client.js';
+import { PROVISIONER_PV_FINALIZER } from '../constants.js';
+import type { EventRecorder } from '../api/events.js';
+import { handleOf, listOurPvs } from '../api/volumes.js';
 
 // A pg-reflinker PV in phase Failed is one the PV controller gave up on; csi-provisioner never
 // calls DeleteVolume for it (it deletes only Released PVs), so its data would stay on the node

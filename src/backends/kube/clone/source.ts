@@ -1,10 +1,10 @@
 import type { V1PersistentVolume, V1PersistentVolumeClaim } from '@kubernetes/client-node';
-import type { SourceVolume } from '../../controller/backend.js';
-import { failedPrecondition, notFound } from '../../csi/errors.js';
-import { InvalidVolumeId, parseVolumeId, type VolumeRef } from '../../volume/id.js';
-import { kubeCall, orNone, type KubeClient } from './client.js';
+import type { SourceVolume } from '../../../controller/backend.js';
+import { failedPrecondition, notFound } from '../../../csi/errors.js';
+import { InvalidVolumeId, parseVolumeId, type VolumeRef } from '../../../volume/id.js';
+import { kubeCall, orNone, type KubeClient } from '../api/client.js';
 import { placeholderTarget, resolvePlaceholder } from './namespace-path.js';
-import { handleOf, isOurs, pvByHandle, pvCapacity } from './volumes.js';
+import { handleOf, isOurs, pvByHandle, pvCapacity } from '../api/volumes.js';
 
 // Clone source resolution, first half: source volume id → its PV → the PVC bound to it (and,
 // for a placeholder, the real source PVC in the namespace path). What uses the source, and

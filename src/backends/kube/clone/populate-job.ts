@@ -1,8 +1,8 @@
 import type { V1Container, V1Job, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
-import { tlsConninfo } from '../../populator/conninfo.js';
-import { populatorEnv } from '../../populator/env.js';
-import { FAILURE_PREFIX, WORK_DIR_PREFIX } from '../../populator/layout.js';
-import { renderPopulatorScript } from '../../populator/script.js';
+import { tlsConninfo } from '../../../populator/conninfo.js';
+import { populatorEnv } from '../../../populator/env.js';
+import { FAILURE_PREFIX, WORK_DIR_PREFIX } from '../../../populator/layout.js';
+import { renderPopulatorScript } from '../../../populator/script.js';
 import {
   ANN_CAPACITY,
   ANN_CLONE_PVC,
@@ -18,9 +18,9 @@ import {
   MANAGED_BY,
   PG_DATA_MOUNT,
   PG_WAL_MOUNT,
-} from './constants.js';
-import { volumeKey } from './names.js';
-import { pinnedJob } from './pinned-job.js';
+} from '../constants.js';
+import { volumeKey } from '../api/names.js';
+import { pinnedJob } from '../api/pinned-job.js';
 
 // The populator Job as data: no API calls here. It runs on the source's node, in the source
 // PVC's namespace (a pod can only mount PVCs of its own namespace).
