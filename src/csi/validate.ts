@@ -1,5 +1,5 @@
-import { invalidArgument } from './errors.js';
-import { MAX_ID_BYTES } from '../volume/id.js';
+import { invalidArgument, notFound } from './errors.js';
+import { MAX_ID_BYTES, parseVolumeId, type VolumeRef } from '../volume/id.js';
 import type { AccessModeName, VolumeCapability } from './types.js';
 
 // A pg-reflinker volume is a directory on one node: mount access only, single-node modes only.
@@ -20,6 +20,15 @@ export function requireVolumeId(volumeId: string | undefined, what = 'volume id'
   const id = requireString(volumeId, what);
   if (Buffer.byteLength(id, 'utf8') > MAX_ID_BYTES) throw invalidArgument(`${what} is longer than ${MAX_ID_BYTES} bytes`);
   return id;
+}
+
+/** A volume id that names no volume of ours (it does not parse) is one that does not exist: NOT_FOUND. */
+export function parseVolumeIdOrNotFound(volumeId: string, what = 'volume'): VolumeRef {
+  try {
+    return parseVolumeId(volumeId);
+  } catch (err) {
+    throw notFound(`${what} ${volumeId} does not exist: ${(err as Error).message}`);
+  }
 }
 
 /** Why one capability cannot be served, or undefined when it can. */

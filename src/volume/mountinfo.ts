@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { isUnder } from './paths.js';
 
 export interface MountEntry {
   majorMinor: string;
@@ -30,8 +31,6 @@ export function parseMountInfo(text: string): MountEntry[] {
 export async function readMounts(file = '/proc/self/mountinfo'): Promise<MountEntry[]> {
   return parseMountInfo(await readFile(file, 'utf8'));
 }
-
-const isUnder = (path: string, dir: string) => path === dir || path.startsWith(dir.endsWith('/') ? dir : `${dir}/`);
 
 /** The filesystem-relative location of an absolute real path: which device, and where on it. */
 export function locate(path: string, mounts: MountEntry[]): { majorMinor: string; root: string } | undefined {

@@ -19,6 +19,9 @@ export function volumePath(root: string, ref: Pick<VolumeRef, 'dir'>): string {
   return join(root, ref.dir);
 }
 
+/** Whether `path` is `dir` or lies below it (both absolute, normalised). */
+export const isUnder = (path: string, dir: string) => path === dir || path.startsWith(dir.endsWith('/') ? dir : `${dir}/`);
+
 export type PathKind = 'absent' | 'directory' | 'symlink' | 'other';
 
 export async function pathKind(path: string): Promise<PathKind> {

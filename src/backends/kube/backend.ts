@@ -1,4 +1,4 @@
-import type { CloneState, DeleteState, RecordedVolume, SourceVolume, VolumeBackend, VolumeSpec } from '../../controller/backend.js';
+import type { CloneSpec, CloneState, DeleteState, RecordedVolume, VolumeBackend, VolumeSpec } from '../../controller/backend.js';
 import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
 import { emptyVolumeContext } from '../../volume/context.js';
@@ -24,7 +24,7 @@ export interface KubeBackendOptions {
  * The controller role's backend: state in the cluster (PVs made by the sidecar, our records in
  * the driver's namespace, our Jobs), node work in Jobs pinned to the volume's node.
  */
-export class KubeBackend implements VolumeBackend {
+export class KubeBackend implements VolumeBackend<KubeSourceVolume> {
   readonly events: EventRecorder;
   readonly jobs: Jobs;
   private readonly cloner: Cloner;
@@ -59,11 +59,11 @@ export class KubeBackend implements VolumeBackend {
     return emptyVolumeContext();
   }
 
-  describeSource(ref: VolumeRef): Promise<KubeSourceVolume> {
-    return describeSource(this.opts.client, this.opts.settings.namespacePath, ref);
+  describeSource(ref: VolumeRef, parameters: Record<string, string>): Promise<KubeSourceVolume> {
+    return describeSource(this.opts.client, this.opts.settings.namespacePath, ref, parameters);
   }
 
-  ensureClone(spec: VolumeSpec & { source: SourceVolume }): Promise<CloneState> {
+  ensureClone(spec: CloneSpec<KubeSourceVolume>): Promise<CloneState> {
     return this.cloner.ensure(spec);
   }
 

@@ -1,5 +1,5 @@
 import { alreadyExists, failedPrecondition, notFound } from '../../csi/errors.js';
-import type { CloneState, DeleteState, RecordedVolume, SourceVolume, VolumeBackend, VolumeSpec } from '../../controller/backend.js';
+import type { CloneSpec, CloneState, DeleteState, RecordedVolume, SourceVolume, VolumeBackend, VolumeSpec } from '../../controller/backend.js';
 import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
 import { cloneContext, emptyVolumeContext } from '../../volume/context.js';
@@ -75,7 +75,7 @@ export class LocalBackend implements VolumeBackend {
     return { ref, capacityBytes: record.capacityBytes, description: volumePath(this.opts.root, ref) };
   }
 
-  private async recordClone(spec: VolumeSpec & { source: SourceVolume }, context: Record<string, string>): Promise<void> {
+  private async recordClone(spec: CloneSpec, context: Record<string, string>): Promise<void> {
     await this.records.put(spec.ref.dir, {
       name: spec.name,
       volumeId: spec.ref.volumeId,
@@ -87,7 +87,7 @@ export class LocalBackend implements VolumeBackend {
     await this.populator.forget(spec.ref.dir);
   }
 
-  async ensureClone(spec: VolumeSpec & { source: SourceVolume }): Promise<CloneState> {
+  async ensureClone(spec: CloneSpec): Promise<CloneState> {
     const record = await this.record(spec.ref.dir);
     if (record) return { phase: 'ready', context: record.context };
     // Populated under this name, but its record is lost: rebuild the record, never populate (or delete) again.

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { chown, mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { failedPrecondition, internal } from '../../csi/errors.js';
-import type { CloneState, RecordedVolume, SourceVolume, VolumeSpec } from '../../controller/backend.js';
+import type { CloneSpec, CloneState, RecordedVolume, VolumeSpec } from '../../controller/backend.js';
 import { failureError } from '../../populator/failure.js';
 import { libpqConninfo } from '../../populator/conninfo.js';
 import { parsePopulatorFailure, parsePopulatorResult } from '../../populator/result.js';
@@ -103,11 +103,11 @@ export class LocalPopulator {
     return (await this.status(dir)).kind === 'running';
   }
 
-  ensure(spec: VolumeSpec & { source: SourceVolume }): Promise<CloneState> {
+  ensure(spec: CloneSpec): Promise<CloneState> {
     return this.serialized(spec.ref.dir, () => this.ensureSerialized(spec));
   }
 
-  private async ensureSerialized(spec: VolumeSpec & { source: SourceVolume }): Promise<CloneState> {
+  private async ensureSerialized(spec: CloneSpec): Promise<CloneState> {
     const dir = spec.ref.dir;
     let status = await this.status(dir);
     if (status.kind === 'vanished') {
@@ -177,7 +177,7 @@ export class LocalPopulator {
     return volumeDir;
   }
 
-  private async start(spec: VolumeSpec & { source: SourceVolume }): Promise<void> {
+  private async start(spec: CloneSpec): Promise<void> {
     const source = await pinSource(this.opts.root, spec.source);
     const server = source.pgdata ? await findLiveServer(source.pgdata) : undefined;
     const mode = server ? 'online' : 'plain';
@@ -195,7 +195,7 @@ export class LocalPopulator {
   }
 
   private async launch(
-    spec: VolumeSpec & { source: SourceVolume },
+    spec: CloneSpec,
     { mode, server, user, copied, volumeDir }: { mode: 'online' | 'plain'; server?: LiveServer; user: PopulatorUser; copied: PinnedDir; volumeDir: string },
   ): Promise<void> {
     await chown(volumeDir, user.uid, user.gid);

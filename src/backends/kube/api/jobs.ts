@@ -19,6 +19,18 @@ export function jobPhase(job: V1Job): JobPhase {
 
 export const isFinished = (job: V1Job) => jobPhase(job) !== 'running';
 
+/** An annotation of a Job (ours: the Job is the state). */
+export const jobAnnotation = (job: V1Job, key: string) => job.metadata?.annotations?.[key];
+
+/** What the Job controller says of a failed Job (its Failed condition's reason and message), or ''. */
+export function failedJobReason(job: V1Job): string {
+  const failed = job.status?.conditions?.find((c) => c.type === 'Failed');
+  return [failed?.reason, failed?.message].filter(Boolean).join(': ');
+}
+
+/** A pod that runs, or is about to. */
+export const isPodAlive = (pod: V1Pod) => pod.status?.phase !== 'Succeeded' && pod.status?.phase !== 'Failed';
+
 export interface PodVerdict {
   /** The container's termination message (our wrapper writes the result or the failure line there). */
   message?: string;
@@ -108,13 +120,10 @@ export class Jobs {
     }
   }
 
-  /** The Job's pods: selected by its uid label, kept only with its controller reference (a label alone anyone in the namespace can set). */
-  /** Pods still running (or about to) for the Job with this uid: only those it controls, by uid. */
+  /** Pods still running (or about to) for the Job with this uid: only those it controls, by uid (a label alone anyone in the namespace can set). */
   async livePods(namespace: string, uid: string): Promise<V1Pod[]> {
     const list = await this.client.core.listNamespacedPod({ namespace, labelSelector: `${JOB_CONTROLLER_UID_LABEL}=${uid}` });
-    return list.items.filter(
-      (p) => p.metadata?.ownerReferences?.some((o) => o.controller && o.uid === uid) && p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed',
-    );
+    return list.items.filter((p) => p.metadata?.ownerReferences?.some((o) => o.controller && o.uid === uid) && isPodAlive(p));
   }
 
   async pods(job: V1Job): Promise<V1Pod[]> {

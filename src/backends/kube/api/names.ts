@@ -3,6 +3,12 @@ import { createHash } from 'node:crypto';
 // Deterministic object names derived from a volume's directory, so every retry and every
 // controller instance finds the same Job: one Job per volume, however often we are asked.
 
+/** A namespaced object by name. */
+export interface ObjectRef {
+  namespace: string;
+  name: string;
+}
+
 const DNS_LABEL_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const MAX_KEY = 47;
 

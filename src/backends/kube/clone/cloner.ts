@@ -1,32 +1,33 @@
-import { status } from '@grpc/grpc-js';
 import type { V1Job } from '@kubernetes/client-node';
-import type { CloneState, SourceVolume, VolumeSpec } from '../../../controller/backend.js';
-import { failureError } from '../../../populator/failure.js';
-import { parsePopulatorFailure, parsePopulatorResult, type PopulatorResult } from '../../../populator/result.js';
-import { FAILURE_PREFIX } from '../../../populator/layout.js';
-import { CsiError, failedPrecondition, internal, invalidArgument } from '../../../csi/errors.js';
+import type { CloneSpec, CloneState } from '../../../controller/backend.js';
+import { failedPrecondition } from '../../../csi/errors.js';
 import type { Logger } from '../../../log.js';
 import type { Metrics } from '../../../metrics.js';
+import { failureError } from '../../../populator/failure.js';
+import { FAILURE_PREFIX } from '../../../populator/layout.js';
+import { parsePopulatorFailure, parsePopulatorResult, type PopulatorResult } from '../../../populator/result.js';
 import { cloneContext } from '../../../volume/context.js';
 import type { VolumeRef } from '../../../volume/id.js';
-import { cleanupJobFor } from '../deletion/cleanup-job.js';
 import { apiMessage, isConflict, kubeCall, type KubeClient } from '../api/client.js';
-import type { CloneRecord, CloneRecords } from './record.js';
-import { checkCloneTarget } from './target.js';
-import { ANN_AFTER_FAILURE, ANN_CLUSTER, PARAM_PVC_NAME, PARAM_PVC_NAMESPACE } from '../constants.js';
-import { planCopy, type CopyPlan } from './copy-plan.js';
 import type { EventRecorder } from '../api/events.js';
-import { Jobs, isFinished, jobAgeSeconds, jobPhase, podVerdict } from '../api/jobs.js';
-import { cleanupJobName, isNamespaceName, isObjectName } from '../api/names.js';
-import { POPULATE_CONTAINER, populateJob } from './populate-job.js';
-import type { KubeSettings } from '../settings.js';
-import { describeSource, isKubeSource, type KubeSourceVolume } from './source.js';
+import { Jobs, failedJobReason, isFinished, jobAgeSeconds, jobAnnotation, jobPhase, podVerdict } from '../api/jobs.js';
+import { cleanupJobName } from '../api/names.js';
 import { contextOfPv, handleOf, pvByName } from '../api/volumes.js';
+import { ANN_AFTER_FAILURE, ANN_CLUSTER } from '../constants.js';
+import { cleanupJobFor } from '../deletion/cleanup-job.js';
+import type { KubeSettings } from '../settings.js';
+import { planClone, type ClonePlan } from './plan.js';
+import { POPULATE_CONTAINER, populateJobFor } from './populate-job.js';
+import type { CloneRecord, CloneRecords } from './record.js';
+import type { KubeSourceVolume } from './source.js';
+import { checkCloneTarget } from './target.js';
 
 // CreateVolume for clones: one populator Job per volume, named in the clone's record (a
-// ConfigMap in the driver's namespace, clone-record.ts) and found again through it on every
-// call and by every controller instance. The record and the Job are the state; nothing that
-// matters lives only in this process, and nothing in a user's namespace is trusted.
+// ConfigMap in the driver's namespace, record.ts) and found again through it on every call and
+// by every controller instance. The record and the Job are the state; nothing that matters lives
+// only in this process, and nothing in a user's namespace is trusted. The source arrives
+// resolved (source.ts); a new Job is made from the clone's plan (plan.ts), which nothing after
+// it resolves again.
 
 export interface CloneDeps {
   client: KubeClient;
@@ -38,37 +39,17 @@ export interface CloneDeps {
   settings: KubeSettings;
 }
 
-type CloneSpec = VolumeSpec & { source: SourceVolume };
-
-/** The clone's PVC, from the sidecar's --extra-create-metadata parameters. */
-export function clonePvcOf(parameters: Record<string, string>): { namespace: string; name: string } | undefined {
-  const namespace = parameters[PARAM_PVC_NAMESPACE];
-  const name = parameters[PARAM_PVC_NAME];
-  if (!namespace || !name) return undefined;
-  // They name objects we read and Events we create: never let them reach an API path unchecked.
-  if (!isNamespaceName(namespace) || !isObjectName(name)) {
-    throw invalidArgument(`parameters ${PARAM_PVC_NAMESPACE}=${JSON.stringify(namespace.slice(0, 100))} and ${PARAM_PVC_NAME}=${JSON.stringify(name.slice(0, 300))} do not name a PVC`);
-  }
-  return { namespace, name };
-}
-
-const annotation = (job: V1Job, key: string) => job.metadata?.annotations?.[key];
+type KubeClone = CloneSpec<KubeSourceVolume>;
 
 export class Cloner {
   constructor(private readonly d: CloneDeps) {}
 
-  async ensure(spec: CloneSpec): Promise<CloneState> {
+  async ensure(spec: KubeClone): Promise<CloneState> {
     return kubeCall(`populating volume ${spec.name}`, async () => {
       // Provisioned already: the sidecar made the PV from our earlier answer.
       const pv = await pvByName(this.d.client, spec.name);
       if (pv && handleOf(pv) === spec.ref.volumeId) return { phase: 'ready', context: contextOfPv(pv) };
 
-      const source = isKubeSource(spec.source) ? spec.source : await describeSource(this.d.client, this.d.settings.namespacePath, spec.source.ref);
-      const clonePvc = clonePvcOf(spec.parameters);
-      const placeholder = source.kube.placeholder;
-      if (placeholder && clonePvc && clonePvc.namespace !== placeholder.namespace) {
-        throw new CsiError(status.PERMISSION_DENIED, `placeholder ${placeholder.namespace}/${placeholder.name} can only stand in for clones in namespace ${placeholder.namespace}, not ${clonePvc.namespace}`);
-      }
       const dir = spec.ref.dir;
       let record = await this.d.records.get(dir);
       if (record && record.volumeId !== spec.ref.volumeId) {
@@ -79,62 +60,70 @@ export class Cloner {
       let job: V1Job | undefined;
       if (record) ({ job, record } = await this.d.records.job(dir, record, this.getJob));
       if (!job || !record) {
-        const waiting = await this.cleanupPending(spec.ref);
-        if (waiting) return { phase: 'running', message: waiting };
-        const plan = await planCopy(this.d.client, source, spec.parameters, await this.d.records.ownPodFilter());
-        if (plan.kind === 'wait') return { phase: 'running', message: plan.message };
-        await checkCloneTarget(this.d.client, clonePvc, source, plan.kind === 'online' ? plan.cluster.name : plan.clusterName);
-        const namespace = source.kube.namespace;
-        const mode = plan.kind === 'online' ? 'online' : 'plain';
-        if (!record) {
-          record = await this.d.records.create(dir, {
-            volumeName: spec.name,
-            volumeId: spec.ref.volumeId,
-            capacityBytes: spec.capacityBytes,
-            sourceVolumeId: source.ref.volumeId,
-            jobNamespace: namespace,
-            mode,
-          });
-        } else if (record.jobUid || record.jobNamespace !== namespace) {
-          // Its Job is gone (deleted, or expired by TTL): a new attempt under a new name, once no
-          // pod of the old one still writes into the volume.
-          const alive = record.jobUid ? await this.d.jobs.livePods(record.jobNamespace, record.jobUid) : [];
-          if (alive.length > 0) {
-            return { phase: 'running', message: `populator Job ${record.jobNamespace}/${record.jobName} was deleted; waiting for its pod ${alive[0]!.metadata?.name} to stop before starting again` };
-          }
-          record = await this.d.records.renew(dir, record, namespace, mode);
-        }
-        ({ job, record } = await this.createJob(record, spec, source, plan, clonePvc));
+        const started = await this.startAttempt(spec, record);
+        if ('running' in started) return { phase: 'running', message: started.running };
+        ({ job, record } = started);
         if (!job) return { phase: 'running', message: `populator Job ${record.jobNamespace}/${record.jobName} was deleted; it will be started again` };
       }
-      const namespace = record.jobNamespace;
-      const name = record.jobName;
-      const seen = await this.d.jobs.waitFor(namespace, name, isFinished, this.d.settings.cloneWaitMs);
-      if (!seen || seen.metadata?.uid !== job.metadata?.uid) return { phase: 'running', message: `populator Job ${namespace}/${name} was deleted; it will be started again` };
-      const mode = record.mode ?? 'online';
-      switch (jobPhase(seen)) {
-        case 'running':
-          return { phase: 'running', message: await this.progress(seen) };
-        case 'succeeded':
-          return { phase: 'ready', context: cloneContext(spec, mode, await this.succeeded(seen, record, spec, source, clonePvc)) };
-        case 'failed':
-          throw await this.failed(seen, record, spec, source, clonePvc);
-      }
+      return this.follow(spec, record, job);
     });
+  }
+
+  /** A new attempt: no cleanup pending, a plan, the clone target checked, then the record and its Job. */
+  private async startAttempt(spec: KubeClone, record: CloneRecord | undefined): Promise<{ running: string } | { job?: V1Job; record: CloneRecord }> {
+    const waiting = await this.cleanupPending(spec.ref);
+    if (waiting) return { running: waiting };
+    const outcome = await planClone(this.d.client, spec, await this.d.records.ownPodFilter());
+    if ('wait' in outcome) return { running: outcome.wait };
+    const { plan } = outcome;
+    await checkCloneTarget(this.d.client, plan);
+    const dir = spec.ref.dir;
+    const namespace = spec.source.kube.namespace;
+    const mode = plan.copy.mode;
+    if (!record) {
+      record = await this.d.records.create(dir, {
+        volumeName: spec.name,
+        volumeId: spec.ref.volumeId,
+        capacityBytes: spec.capacityBytes,
+        sourceVolumeId: spec.source.ref.volumeId,
+        jobNamespace: namespace,
+        mode,
+      });
+    } else if (record.jobUid || record.jobNamespace !== namespace) {
+      // Its Job is gone (deleted, or expired by TTL): a new attempt under a new name, once no
+      // pod of the old one still writes into the volume.
+      const alive = record.jobUid ? await this.d.jobs.livePods(record.jobNamespace, record.jobUid) : [];
+      if (alive.length > 0) {
+        return { running: `populator Job ${record.jobNamespace}/${record.jobName} was deleted; waiting for its pod ${alive[0]!.metadata?.name} to stop before starting again` };
+      }
+      record = await this.d.records.renew(dir, record, namespace, mode);
+    }
+    return this.createJob(record, plan);
+  }
+
+  /** Waits a little for the record's Job, then answers from what it did. */
+  private async follow(spec: KubeClone, record: CloneRecord, job: V1Job): Promise<CloneState> {
+    const namespace = record.jobNamespace;
+    const name = record.jobName;
+    const seen = await this.d.jobs.waitFor(namespace, name, isFinished, this.d.settings.cloneWaitMs);
+    if (!seen || seen.metadata?.uid !== job.metadata?.uid) return { phase: 'running', message: `populator Job ${namespace}/${name} was deleted; it will be started again` };
+    switch (jobPhase(seen)) {
+      case 'running':
+        return { phase: 'running', message: await this.progress(seen) };
+      case 'succeeded':
+        return { phase: 'ready', context: cloneContext(spec, record.mode ?? 'online', await this.succeeded(seen, record, spec)) };
+      case 'failed':
+        throw await this.failed(seen, record, spec);
+    }
   }
 
   private readonly getJob = (namespace: string, name: string) => this.d.jobs.get(namespace, name);
 
   /** Creates the record's Job; a concurrent call's Job under the same (secret) name is adopted. */
-  private async createJob(
-    record: CloneRecord,
-    spec: CloneSpec,
-    source: KubeSourceVolume,
-    plan: Exclude<CopyPlan, { kind: 'wait' }>,
-    clonePvc?: { namespace: string; name: string },
-  ): Promise<{ job?: V1Job; record: CloneRecord }> {
+  private async createJob(record: CloneRecord, plan: ClonePlan): Promise<{ job?: V1Job; record: CloneRecord }> {
+    const spec = plan.clone;
     const dir = spec.ref.dir;
-    const manifest = this.manifest(record.jobName, spec, source, plan, clonePvc);
+    const manifest = populateJobFor(plan, record.jobName, this.d.settings);
     let job: V1Job;
     try {
       job = await this.d.client.batch.createNamespacedJob({ namespace: record.jobNamespace, body: manifest });
@@ -144,43 +133,13 @@ export class Cloner {
     }
     this.d.log.info('job created', { job: `${record.jobNamespace}/${record.jobName}`, node: spec.ref.node });
     const updated = await this.d.records.setJobUid(dir, record, job.metadata!.uid!);
-    await this.d.events.onPvc(clonePvc, {
+    await this.d.events.onPvc(spec.source.kube.clonePvc, {
       type: 'Normal',
       reason: 'Populating',
       instance: job.metadata!.uid!,
-      message: `populating from ${source.description} on node ${spec.ref.node} (${describePlan(plan)}) with Job ${record.jobNamespace}/${record.jobName}`,
+      message: `populating from ${spec.source.description} on node ${plan.node} (${describePlan(plan)}) with Job ${record.jobNamespace}/${record.jobName}`,
     });
     return { job, record: updated };
-  }
-
-  private manifest(jobName: string, spec: CloneSpec, source: KubeSourceVolume, plan: Exclude<CopyPlan, { kind: 'wait' }>, clonePvc?: { namespace: string; name: string }): V1Job {
-    const s = this.d.settings;
-    return populateJob({
-      jobName,
-      volume: { name: spec.name, dir: spec.ref.dir, volumeId: spec.ref.volumeId, capacityBytes: spec.capacityBytes },
-      source: { volumeId: source.ref.volumeId, namespace: source.kube.namespace, pvc: source.kube.pvc, node: spec.ref.node },
-      copy:
-        plan.kind === 'online'
-          ? {
-              mode: 'online',
-              image: plan.cluster.image,
-              clusterName: plan.cluster.name,
-              podIP: plan.pod.ip,
-              caSecret: plan.cluster.caSecret,
-              replicationSecret: plan.cluster.replicationSecret,
-              // CloudNativePG names an instance's WAL PVC after its data PVC; the pod's labels are not asked.
-              walPvc: plan.cluster.walStorage ? `${source.kube.pvc}-wal` : undefined,
-            }
-          : { mode: 'plain', image: s.driverImage, clusterName: plan.clusterName, crashConsistent: plan.why === 'crash-consistent' },
-      uid: plan.kind === 'online' ? plan.cluster.uid : plan.uid,
-      gid: plan.kind === 'online' ? plan.cluster.gid : plan.gid,
-      clonePvc,
-      hostPathPrefix: s.hostPathPrefix,
-      driverImage: s.driverImage,
-      serviceAccountName: s.jobServiceAccount,
-      ttlSecondsAfterFinished: s.populateTtlSeconds,
-      activeDeadlineSeconds: s.populateDeadlineSeconds,
-    });
   }
 
   /** A cleanup of an earlier failed attempt must finish before a new population writes to the same directory. */
@@ -189,7 +148,7 @@ export class Cloner {
     const job = await this.d.jobs.get(namespace, cleanupJobName(ref.dir));
     if (!job) return undefined;
     if (jobPhase(job) === 'running') {
-      const after = annotation(job, ANN_AFTER_FAILURE);
+      const after = jobAnnotation(job, ANN_AFTER_FAILURE);
       const verdict = podVerdict(await this.d.jobs.pods(job), 'cleanup');
       return `cleaning up after ${after ? `a failed attempt (${after})` : 'an earlier deletion'}: Job ${namespace}/${job.metadata?.name} ${verdict.state}`;
     }
@@ -206,7 +165,8 @@ export class Cloner {
     return `populator Job ${job.metadata?.namespace}/${job.metadata?.name} on node ${job.spec?.template.spec?.nodeName}: ${verdict.state}${hint}, ${age} s`;
   }
 
-  private async succeeded(job: V1Job, record: CloneRecord, spec: CloneSpec, source: KubeSourceVolume, clonePvc?: { namespace: string; name: string }): Promise<PopulatorResult> {
+  private async succeeded(job: V1Job, record: CloneRecord, spec: KubeClone): Promise<PopulatorResult> {
+    const source = spec.source;
     const verdict = podVerdict(await this.d.jobs.pods(job), POPULATE_CONTAINER);
     let result: PopulatorResult;
     try {
@@ -226,11 +186,12 @@ export class Cloner {
     m.cloneSeconds.observe(result.seconds);
     m.clonedBytes.inc(result.bytes);
     const lsns = result.mode === 'online' ? `, backup from ${result.backupFrom}, LSN ${result.startLsn} to ${result.stopLsn} on timeline ${result.timeline}` : ', plain copy';
-    await this.d.events.onPvc(clonePvc, {
+    const cluster = jobAnnotation(job, ANN_CLUSTER);
+    await this.d.events.onPvc(source.kube.clonePvc, {
       type: 'Normal',
       reason: 'Populated',
       instance: job.metadata!.uid!,
-      message: `populated from ${source.description}${annotation(job, ANN_CLUSTER) ? ` (cluster ${annotation(job, ANN_CLUSTER)})` : ''} on node ${spec.ref.node} in ${result.seconds.toFixed(1)} s${lsns}; ${result.files} files, ${result.bytes} bytes shared by reflink`,
+      message: `populated from ${source.description}${cluster ? ` (cluster ${cluster})` : ''} on node ${spec.ref.node} in ${result.seconds.toFixed(1)} s${lsns}; ${result.files} files, ${result.bytes} bytes shared by reflink`,
     });
     this.d.log.info('clone populated', { volume: spec.name, source: source.description, mode: result.mode, seconds: result.seconds });
     return result;
@@ -240,17 +201,17 @@ export class Cloner {
    * A failed Job: its reason becomes the error (and a Warning Event), the partial destination is
    * cleaned on the node, and the Job goes, so the next call starts clean.
    */
-  private async failed(job: V1Job, record: CloneRecord, spec: CloneSpec, source: KubeSourceVolume, clonePvc?: { namespace: string; name: string }): Promise<Error> {
+  private async failed(job: V1Job, record: CloneRecord, spec: KubeClone): Promise<Error> {
+    const source = spec.source;
     const verdict = podVerdict(await this.d.jobs.pods(job), POPULATE_CONTAINER);
-    const condition = job.status?.conditions?.find((c) => c.type === 'Failed');
-    const jobSays = [condition?.reason, condition?.message].filter(Boolean).join(': ');
+    const jobSays = failedJobReason(job);
     const reason = verdict.message?.startsWith(FAILURE_PREFIX.trim())
       ? parsePopulatorFailure(verdict.message)
       : [verdict.problem ?? verdict.message, jobSays].filter(Boolean).join('; ') || 'the populator Job failed without a message';
     const current = await this.d.jobs.get(job.metadata!.namespace!, job.metadata!.name!);
     if (current?.metadata?.uid === job.metadata?.uid) {
       await this.d.jobs.createOrAdopt(cleanupJobFor(spec.ref, this.d.settings, reason));
-      await this.d.events.onPvc(clonePvc, { type: 'Warning', reason: 'PopulateFailed', instance: job.metadata!.uid!, message: `populating from ${source.description} failed: ${reason}` });
+      await this.d.events.onPvc(source.kube.clonePvc, { type: 'Warning', reason: 'PopulateFailed', instance: job.metadata!.uid!, message: `populating from ${source.description} failed: ${reason}` });
       this.d.metrics.clonesTotal.inc({ result: 'failed', mode: record.mode ?? 'online' });
       this.d.log.warn('clone population failed', { volume: spec.name, source: source.description, reason });
       await this.d.jobs.delete(job);
@@ -271,9 +232,9 @@ function recordedResult(recorded: string): PopulatorResult {
   }
 }
 
-function describePlan(plan: Exclude<CopyPlan, { kind: 'wait' }>): string {
-  if (plan.kind === 'online') return `online backup of ${plan.pod.role} instance ${plan.pod.name} of cluster ${plan.cluster.name}`;
-  return plan.why === 'unused' ? 'plain copy: no pod uses the source' : 'crash-consistent plain copy (allowed by the StorageClass)';
+function describePlan({ copy }: ClonePlan): string {
+  if (copy.mode === 'online') return `online backup of ${copy.pod.role} instance ${copy.pod.name} of cluster ${copy.cluster.name}`;
+  return copy.why === 'unused' ? 'plain copy: no pod uses the source' : 'crash-consistent plain copy (allowed by the StorageClass)';
 }
 
 function unknownResult(label: string, mode: 'online' | 'plain', seconds: number): PopulatorResult {

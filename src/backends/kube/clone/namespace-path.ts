@@ -3,7 +3,7 @@ import type { V1PersistentVolumeClaim } from '@kubernetes/client-node';
 import { CsiError, notFound } from '../../../csi/errors.js';
 import { orNone, type KubeClient } from '../api/client.js';
 import { ANN_ALLOW_CLONE_TO, ANN_PLACEHOLDER_SOURCE } from '../constants.js';
-import { isObjectName } from '../api/names.js';
+import { isObjectName, type ObjectRef } from '../api/names.js';
 
 // Cross-namespace clones. CloudNativePG (and the sidecar, without an alpha feature gate) can
 // only name a data source in the clone's own namespace, so a *placeholder* stands in: an empty
@@ -36,12 +36,8 @@ export function consents(source: V1PersistentVolumeClaim, cloneNamespace: string
 /** The clone's namespace first, then NAMESPACE_PATH in order, each once. */
 export const searchOrder = (cloneNamespace: string, namespacePath: readonly string[]) => [...new Set([cloneNamespace, ...namespacePath])];
 
-/** Follows a placeholder to the real source PVC; throws NOT_FOUND (no such source) or PERMISSION_DENIED (no consent). */
-export async function resolvePlaceholder(
-  client: KubeClient,
-  placeholder: V1PersistentVolumeClaim,
-  namespacePath: readonly string[],
-): Promise<V1PersistentVolumeClaim> {
+/** Follows a placeholder to the real source PVC: the first one found in search order; NOT_FOUND when there is none. */
+export async function findPlaceholderTarget(client: KubeClient, placeholder: V1PersistentVolumeClaim, namespacePath: readonly string[]): Promise<V1PersistentVolumeClaim> {
   const cloneNamespace = placeholder.metadata!.namespace!;
   const what = `placeholder PVC ${cloneNamespace}/${placeholder.metadata!.name}`;
   const target = placeholderTarget(placeholder)!;
@@ -49,15 +45,26 @@ export async function resolvePlaceholder(
   const namespaces = searchOrder(cloneNamespace, namespacePath);
   for (const namespace of namespaces) {
     const pvc = await orNone(client.core.readNamespacedPersistentVolumeClaim({ namespace, name: target }));
-    if (!pvc || placeholderTarget(pvc)) continue;
-    if (!consents(pvc, cloneNamespace)) {
-      throw new CsiError(
-        status.PERMISSION_DENIED,
-        `${what} names source PVC ${namespace}/${target}, whose owner has not allowed clones into namespace ${cloneNamespace}: ` +
-          `the source PVC needs the annotation ${ANN_ALLOW_CLONE_TO} listing "${cloneNamespace}" (or "*")`,
-      );
-    }
-    return pvc;
+    if (pvc && !placeholderTarget(pvc)) return pvc;
   }
   throw notFound(`${what} names source PVC "${target}", which is in none of the namespaces searched: ${namespaces.join(', ')} (the clone's namespace, then NAMESPACE_PATH)`);
+}
+
+/**
+ * The one consent check of a clone made through a placeholder (PERMISSION_DENIED otherwise): the
+ * source's owner allows the placeholder's namespace, and the clone is in that namespace (a
+ * placeholder speaks for its own namespace only).
+ */
+export function requireConsent(source: V1PersistentVolumeClaim, placeholder: ObjectRef, clonePvc: ObjectRef | undefined): void {
+  const what = `placeholder PVC ${placeholder.namespace}/${placeholder.name}`;
+  if (!consents(source, placeholder.namespace)) {
+    throw new CsiError(
+      status.PERMISSION_DENIED,
+      `${what} names source PVC ${source.metadata?.namespace}/${source.metadata?.name}, whose owner has not allowed clones into namespace ${placeholder.namespace}: ` +
+        `the source PVC needs the annotation ${ANN_ALLOW_CLONE_TO} listing "${placeholder.namespace}" (or "*")`,
+    );
+  }
+  if (clonePvc && clonePvc.namespace !== placeholder.namespace) {
+    throw new CsiError(status.PERMISSION_DENIED, `placeholder ${placeholder.namespace}/${placeholder.name} can only stand in for clones in namespace ${placeholder.namespace}, not ${clonePvc.namespace}`);
+  }
 }

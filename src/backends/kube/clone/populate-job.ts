@@ -1,6 +1,6 @@
 import type { V1Container, V1Job, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import { tlsConninfo } from '../../../populator/conninfo.js';
-import { populatorEnv } from '../../../populator/env.js';
+import { populatorEnv, type PopulatorEnv } from '../../../populator/env.js';
 import { FAILURE_PREFIX, WORK_DIR_PREFIX } from '../../../populator/layout.js';
 import { renderPopulatorScript } from '../../../populator/script.js';
 import {
@@ -19,8 +19,10 @@ import {
   PG_DATA_MOUNT,
   PG_WAL_MOUNT,
 } from '../constants.js';
-import { volumeKey } from '../api/names.js';
+import { volumeKey, type ObjectRef } from '../api/names.js';
 import { pinnedJob } from '../api/pinned-job.js';
+import type { KubeSettings } from '../settings.js';
+import type { ClonePlan } from './plan.js';
 
 // The populator Job as data: no API calls here. It runs on the source's node, in the source
 // PVC's namespace (a pod can only mount PVCs of its own namespace).
@@ -66,7 +68,7 @@ export interface PopulateJobInput {
   uid: number;
   gid: number;
   /** The clone's PVC, for Events (from --extra-create-metadata), if known. */
-  clonePvc?: { namespace: string; name: string };
+  clonePvc?: ObjectRef;
   hostPathPrefix: string;
   /** The driver's own image: the root `prepare` step runs it, never an image a Cluster names. */
   driverImage: string;
@@ -133,22 +135,26 @@ export function populateJobLabels(dir: string): Record<string, string> {
   return { [LABEL_MANAGED_BY]: MANAGED_BY, [LABEL_ROLE]: 'populate', [LABEL_VOLUME]: volumeKey(dir) };
 }
 
-export function populateJob(input: PopulateJobInput): V1Job {
-  const { volume, source, copy } = input;
+/** The populator's environment inside the pod: the source as mounted, the destination hostPath, TLS for online. */
+function podEnv(input: PopulateJobInput): PopulatorEnv {
+  const { copy } = input;
   const online = copy.mode === 'online';
-  const labels = populateJobLabels(volume.dir);
-  const env = populatorEnv({
+  return populatorEnv({
     mode: copy.mode,
-    conninfo: online ? populatorConninfo(copy, source.namespace) : undefined,
+    conninfo: online ? populatorConninfo(copy, input.source.namespace) : undefined,
     sourceDir: online ? `${PG_DATA_MOUNT}/pgdata` : PG_DATA_MOUNT,
     volumeDir: POD_PATHS.volume,
-    label: volume.name,
+    label: input.volume.name,
     uid: input.uid,
     gid: input.gid,
     workDir: POD_PATHS.work,
     crashConsistent: copy.mode === 'plain' && copy.crashConsistent === true,
   });
+}
 
+/** The source PVC read-only, the destination as hostPath, scratch space; online also TLS and the WAL PVC. */
+function podVolumes(input: PopulateJobInput): { volumes: V1Volume[]; mounts: V1VolumeMount[] } {
+  const { volume, source, copy } = input;
   const volumes: V1Volume[] = [
     { name: 'source', persistentVolumeClaim: { claimName: source.pvc, readOnly: true } },
     { name: 'destination', hostPath: { path: `${input.hostPathPrefix.replace(/\/+$/, '')}/${volume.dir}`, type: 'DirectoryOrCreate' } },
@@ -161,7 +167,7 @@ export function populateJob(input: PopulateJobInput): V1Job {
     { name: 'work', mountPath: POD_PATHS.work },
     { name: 'tmp', mountPath: POD_PATHS.tmp },
   ];
-  if (online) {
+  if (copy.mode === 'online') {
     // libpq refuses a key readable by others: 0600 (with fsGroup the kubelet makes it 0640 root:gid, which libpq also accepts).
     volumes.push({
       name: 'tls',
@@ -179,8 +185,12 @@ export function populateJob(input: PopulateJobInput): V1Job {
       mounts.push({ name: 'wal', mountPath: PG_WAL_MOUNT, readOnly: true });
     }
   }
+  return { volumes, mounts };
+}
 
-  const prepare: V1Container = {
+/** The root init step, in the driver's image: the destination goes to the clone's owner. */
+function prepareContainer(input: PopulateJobInput): V1Container {
+  return {
     name: PREPARE_CONTAINER,
     image: input.driverImage,
     command: ['sh', '-c', PREPARE_SCRIPT],
@@ -201,13 +211,16 @@ export function populateJob(input: PopulateJobInput): V1Job {
     resources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { memory: '64Mi' } },
     terminationMessagePolicy: 'FallbackToLogsOnError',
   };
+}
 
-  const populate: V1Container = {
+function populateContainer(input: PopulateJobInput, mounts: V1VolumeMount[]): V1Container {
+  const online = input.copy.mode === 'online';
+  return {
     name: POPULATE_CONTAINER,
-    image: copy.image,
+    image: input.copy.image,
     command: ['bash', '-c', POPULATE_WRAPPER],
     env: [
-      ...Object.entries(env).map(([name, value]) => ({ name, value })),
+      ...Object.entries(podEnv(input)).map(([name, value]) => ({ name, value })),
       { name: 'HOME', value: POD_PATHS.tmp },
       // The populator reads cp's messages (vanished files, ENOSPC): they must be untranslated.
       { name: 'LC_ALL', value: 'C' },
@@ -238,22 +251,31 @@ export function populateJob(input: PopulateJobInput): V1Job {
     terminationMessagePath: '/dev/termination-log',
     terminationMessagePolicy: 'FallbackToLogsOnError',
   };
+}
 
+/** What the Job says about itself, for people and for DeleteVolume (which checks the volume id). */
+function jobAnnotations(input: PopulateJobInput): Record<string, string> {
+  const { volume, source, copy } = input;
+  return {
+    [ANN_VOLUME_NAME]: volume.name,
+    [ANN_VOLUME_ID]: volume.volumeId,
+    [ANN_CAPACITY]: String(volume.capacityBytes),
+    [ANN_SOURCE_VOLUME_ID]: source.volumeId,
+    [ANN_SOURCE]: `${source.namespace}/${source.pvc}`,
+    [ANN_MODE]: copy.mode,
+    ...(copy.clusterName ? { [ANN_CLUSTER]: copy.clusterName } : {}),
+    ...(input.clonePvc ? { [ANN_CLONE_PVC]: `${input.clonePvc.namespace}/${input.clonePvc.name}` } : {}),
+  };
+}
+
+export function populateJob(input: PopulateJobInput): V1Job {
+  const { volumes, mounts } = podVolumes(input);
   return pinnedJob({
     name: input.jobName,
-    namespace: source.namespace,
-    labels,
-    annotations: {
-      [ANN_VOLUME_NAME]: volume.name,
-      [ANN_VOLUME_ID]: volume.volumeId,
-      [ANN_CAPACITY]: String(volume.capacityBytes),
-      [ANN_SOURCE_VOLUME_ID]: source.volumeId,
-      [ANN_SOURCE]: `${source.namespace}/${source.pvc}`,
-      [ANN_MODE]: copy.mode,
-      ...(copy.clusterName ? { [ANN_CLUSTER]: copy.clusterName } : {}),
-      ...(input.clonePvc ? { [ANN_CLONE_PVC]: `${input.clonePvc.namespace}/${input.clonePvc.name}` } : {}),
-    },
-    node: source.node,
+    namespace: input.source.namespace,
+    labels: populateJobLabels(input.volume.dir),
+    annotations: jobAnnotations(input),
+    node: input.source.node,
     serviceAccountName: input.serviceAccountName,
     ttlSecondsAfterFinished: input.ttlSecondsAfterFinished,
     activeDeadlineSeconds: input.activeDeadlineSeconds,
@@ -261,11 +283,43 @@ export function populateJob(input: PopulateJobInput): V1Job {
       terminationGracePeriodSeconds: 30,
       securityContext: {
         seccompProfile: { type: 'RuntimeDefault' },
-        ...(online ? { fsGroup: input.gid, fsGroupChangePolicy: 'OnRootMismatch' } : {}),
+        ...(input.copy.mode === 'online' ? { fsGroup: input.gid, fsGroupChangePolicy: 'OnRootMismatch' } : {}),
       },
-      initContainers: [prepare],
-      containers: [populate],
+      initContainers: [prepareContainer(input)],
+      containers: [populateContainer(input, mounts)],
       volumes,
     },
+  });
+}
+
+/** The populator Job of a plan, under the name its record gives, with the driver's settings. */
+export function populateJobFor(plan: ClonePlan, jobName: string, s: KubeSettings): V1Job {
+  const { clone, copy } = plan;
+  const source = clone.source;
+  return populateJob({
+    jobName,
+    volume: { name: clone.name, dir: clone.ref.dir, volumeId: clone.ref.volumeId, capacityBytes: clone.capacityBytes },
+    source: { volumeId: source.ref.volumeId, namespace: source.kube.namespace, pvc: source.kube.pvc, node: plan.node },
+    copy:
+      copy.mode === 'online'
+        ? {
+            mode: 'online',
+            image: copy.cluster.image,
+            clusterName: copy.cluster.name,
+            podIP: copy.pod.ip,
+            caSecret: copy.cluster.caSecret,
+            replicationSecret: copy.cluster.replicationSecret,
+            // CloudNativePG names an instance's WAL PVC after its data PVC; the pod's labels are not asked.
+            walPvc: copy.cluster.walStorage ? `${source.kube.pvc}-wal` : undefined,
+          }
+        : { mode: 'plain', image: s.driverImage, clusterName: copy.clusterName, crashConsistent: copy.why === 'crash-consistent' },
+    uid: copy.mode === 'online' ? copy.cluster.uid : copy.uid,
+    gid: copy.mode === 'online' ? copy.cluster.gid : copy.gid,
+    clonePvc: source.kube.clonePvc,
+    hostPathPrefix: s.hostPathPrefix,
+    driverImage: s.driverImage,
+    serviceAccountName: s.jobServiceAccount,
+    ttlSecondsAfterFinished: s.populateTtlSeconds,
+    activeDeadlineSeconds: s.populateDeadlineSeconds,
   });
 }

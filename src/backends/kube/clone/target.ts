@@ -3,7 +3,7 @@ import { failedPrecondition } from '../../../csi/errors.js';
 import { orNone, type KubeClient } from '../api/client.js';
 import { readClusterObject } from './cnpg.js';
 import { CNPG_GROUP, CNPG_LABEL_CLUSTER } from '../constants.js';
-import type { KubeSourceVolume } from './source.js';
+import { sourceClusterOf, type ClonePlan } from './plan.js';
 
 // Where a clone goes. CloudNativePG builds every new replica of a Cluster bootstrapped with
 // `bootstrap.recovery.volumeSnapshots` as a fresh clone of the PVC named there (the SOURCE, not
@@ -37,14 +37,12 @@ function primaryOf(cluster: ClusterStatus): string | undefined {
 /**
  * Refuses (FAILED_PRECONDITION) a clone whose PVC belongs to a CloudNativePG Cluster that
  * already has a primary, unless the source is an instance of that same Cluster. The source's
- * Cluster is its PVC's `cnpg.io/cluster`, or `sourceCluster` (the instance pod's label).
+ * Cluster is its PVC's `cnpg.io/cluster`, or the plan's (the instance pod's label).
  */
-export async function checkCloneTarget(
-  client: KubeClient,
-  clonePvc: { namespace: string; name: string } | undefined,
-  source: KubeSourceVolume,
-  sourceCluster: string | undefined,
-): Promise<void> {
+export async function checkCloneTarget(client: KubeClient, plan: ClonePlan): Promise<void> {
+  const source = plan.clone.source;
+  const clonePvc = source.kube.clonePvc;
+  const sourceCluster = sourceClusterOf(plan.copy);
   if (!clonePvc) return;
   const pvc = await orNone(client.core.readNamespacedPersistentVolumeClaim(clonePvc));
   if (!pvc) return;

@@ -1,6 +1,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { failedPrecondition } from '../../../csi/errors.js';
 import type { KubeClient } from '../api/client.js';
+import { isPodAlive } from '../api/jobs.js';
 import { readCluster, type ClusterInfo } from './cnpg.js';
 import {
   CNPG_DEFAULT_UID,
@@ -12,12 +13,16 @@ import {
   CNPG_LABEL_ROLE_LEGACY,
   PARAM_ALLOW_CRASH_CONSISTENT,
 } from '../constants.js';
+import type { CloneSpec } from '../../../controller/backend.js';
 import type { KubeSourceVolume } from './source.js';
 
-// Clone source resolution, second half: who uses the source PVC decides how it is copied.
+// A clone's plan, made once before its populator Job: the clone and its resolved source (with the
+// consent already checked, source.ts), the node, and how the source is copied, which depends on
+// who uses the source PVC:
 //   a running CloudNativePG instance → online (backup bracket over TLS as streaming_replica)
 //   nobody                          → plain reflink copy (nothing is writing)
 //   anything else                   → refused, unless the StorageClass allows crash-consistent copies
+// Everything after this (clone target check, record, Job manifest, Events) only reads the plan.
 
 export interface SourcePod {
   name: string;
@@ -27,12 +32,22 @@ export interface SourcePod {
 }
 
 export type CopyPlan =
-  | { kind: 'online'; cluster: ClusterInfo & { image: string }; pod: SourcePod }
-  | { kind: 'plain'; why: 'unused' | 'crash-consistent'; uid: number; gid: number; clusterName?: string }
-  /** Something transient (an instance restarting, a CNPG job running): ask again later. */
-  | { kind: 'wait'; message: string };
+  | { mode: 'online'; cluster: ClusterInfo & { image: string }; pod: SourcePod }
+  | { mode: 'plain'; why: 'unused' | 'crash-consistent'; uid: number; gid: number; clusterName?: string };
 
-const isActive = (pod: V1Pod) => pod.status?.phase !== 'Succeeded' && pod.status?.phase !== 'Failed';
+export interface ClonePlan {
+  clone: CloneSpec<KubeSourceVolume>;
+  /** The source's node, where the clone is placed and its Job runs. */
+  node: string;
+  copy: CopyPlan;
+}
+
+/** A plan, or something transient to wait for (an instance restarting, a CNPG job running): ask again later. */
+export type PlanOutcome = { plan: ClonePlan } | { wait: string };
+
+/** The CloudNativePG Cluster the copy comes from, when known. */
+export const sourceClusterOf = (copy: CopyPlan): string | undefined => (copy.mode === 'online' ? copy.cluster.name : copy.clusterName);
+
 const mounts = (pod: V1Pod, claim: string) => (pod.spec?.volumes ?? []).some((v) => v.persistentVolumeClaim?.claimName === claim);
 const isReady = (pod: V1Pod) => pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
 const label = (pod: V1Pod, key: string) => pod.metadata?.labels?.[key];
@@ -53,12 +68,17 @@ const isCnpgPod = (pod: V1Pod) => {
  * (`isOwnPod`: run by a Job the driver's records name, checked by the pod's controller
  * reference; a label anyone can set decides nothing).
  */
-export async function sourceUsers(client: KubeClient, source: KubeSourceVolume, isOwnPod: (pod: V1Pod) => boolean): Promise<V1Pod[]> {
+async function sourceUsers(client: KubeClient, source: KubeSourceVolume, isOwnPod: (pod: V1Pod) => boolean): Promise<V1Pod[]> {
   const pods = await client.core.listNamespacedPod({ namespace: source.kube.namespace });
-  return pods.items.filter((p) => isActive(p) && mounts(p, source.kube.pvc) && !isOwnPod(p));
+  return pods.items.filter((p) => isPodAlive(p) && mounts(p, source.kube.pvc) && !isOwnPod(p));
 }
 
-export async function planCopy(client: KubeClient, source: KubeSourceVolume, parameters: Record<string, string>, isOwnPod: (pod: V1Pod) => boolean): Promise<CopyPlan> {
+export async function planClone(client: KubeClient, clone: CloneSpec<KubeSourceVolume>, isOwnPod: (pod: V1Pod) => boolean): Promise<PlanOutcome> {
+  const copy = await planCopy(client, clone.source, clone.parameters, isOwnPod);
+  return 'wait' in copy ? copy : { plan: { clone, node: clone.ref.node, copy } };
+}
+
+async function planCopy(client: KubeClient, source: KubeSourceVolume, parameters: Record<string, string>, isOwnPod: (pod: V1Pod) => boolean): Promise<CopyPlan | { wait: string }> {
   const what = `source PVC ${source.description}`;
   const users = await sourceUsers(client, source, isOwnPod);
   const names = (pods: V1Pod[]) => pods.map((p) => p.metadata?.name).join(', ');
@@ -74,7 +94,7 @@ export async function planCopy(client: KubeClient, source: KubeSourceVolume, par
   }
   const jobs = users.filter((p) => label(p, CNPG_LABEL_JOB_ROLE));
   if (jobs.length > 0) {
-    return { kind: 'wait', message: `CloudNativePG job pod(s) ${names(jobs)} (${label(jobs[0]!, CNPG_LABEL_JOB_ROLE)}) use ${what}; waiting for them to finish` };
+    return { wait: `CloudNativePG job pod(s) ${names(jobs)} (${label(jobs[0]!, CNPG_LABEL_JOB_ROLE)}) use ${what}; waiting for them to finish` };
   }
   const pvcRole = source.kube.pvcLabels[CNPG_LABEL_PVC_ROLE];
   if (pvcRole && pvcRole !== 'PG_DATA') {
@@ -84,7 +104,7 @@ export async function planCopy(client: KubeClient, source: KubeSourceVolume, par
   const pod = ready[0];
   if (!pod) {
     const p = users[0]!;
-    return { kind: 'wait', message: `instance pod ${p.metadata?.name} that uses ${what} is ${p.metadata?.deletionTimestamp ? 'terminating' : `${p.status?.phase ?? 'Pending'} and not Ready`}; waiting for it` };
+    return { wait: `instance pod ${p.metadata?.name} that uses ${what} is ${p.metadata?.deletionTimestamp ? 'terminating' : `${p.status?.phase ?? 'Pending'} and not Ready`}; waiting for it` };
   }
   if (pod.spec?.nodeName !== source.ref.node) {
     throw failedPrecondition(`${what} lives on node ${source.ref.node}, but its instance pod ${pod.metadata?.name} runs on node ${pod.spec?.nodeName}`);
@@ -99,7 +119,7 @@ export async function planCopy(client: KubeClient, source: KubeSourceVolume, par
   }
   if (!cluster.image) throw failedPrecondition(`Cluster ${source.kube.namespace}/${clusterName} names no PostgreSQL image (status.image, spec.imageName)`);
   return {
-    kind: 'online',
+    mode: 'online',
     cluster: { ...cluster, image: cluster.image },
     pod: {
       name: pod.metadata!.name!,
@@ -114,5 +134,5 @@ export async function planCopy(client: KubeClient, source: KubeSourceVolume, par
 async function plain(client: KubeClient, source: KubeSourceVolume, why: 'unused' | 'crash-consistent'): Promise<CopyPlan> {
   const clusterName = source.kube.pvcLabels[CNPG_LABEL_CLUSTER];
   const cluster = clusterName ? await readCluster(client, source.kube.namespace, clusterName) : undefined;
-  return { kind: 'plain', why, uid: cluster?.uid ?? CNPG_DEFAULT_UID, gid: cluster?.gid ?? CNPG_DEFAULT_UID, clusterName: cluster?.name };
+  return { mode: 'plain', why, uid: cluster?.uid ?? CNPG_DEFAULT_UID, gid: cluster?.gid ?? CNPG_DEFAULT_UID, clusterName: cluster?.name };
 }
