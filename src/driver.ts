@@ -1,8 +1,8 @@
 import type { Server } from 'node:http';
 import { LocalBackend } from './backends/local/backend.js';
 import type { Config } from './config.js';
-import type { VolumeBackend } from './controller/backend.js';
 import { controllerService } from './controller/service.js';
+import type { KubeBackendFactory } from './backends/kube/factory.js';
 import { wrapService, type HandlerContext } from './csi/handler.js';
 import { identityService } from './csi/identity.js';
 import { loadCsi } from './csi/proto.js';
@@ -20,13 +20,7 @@ export interface RunningDriver {
   stop(): Promise<void>;
 }
 
-/** How the controller role gets its Kubernetes backend (kept out of here so standalone never loads it). */
-export type KubeBackendFactory = (
-  config: Config,
-  ctx: HandlerContext,
-) => Promise<{ backend: VolumeBackend; readiness: Readiness; stop?: () => void }>;
-
-/** Serves the CSI services of a role on its unix socket. */
+/** Serves the CSI services of a role on its unix socket. The Kubernetes backend comes from `kube` (a type import here: standalone never loads it). */
 export async function startDriver(config: Config, log: Logger, kube?: KubeBackendFactory): Promise<RunningDriver> {
   const metrics = new Metrics(true);
   const ctx: HandlerContext = { log, metrics };

@@ -18,16 +18,6 @@ export function rootReadiness(root: string): Readiness {
   };
 }
 
-export function allReady(...checks: Readiness[]): Readiness {
-  return async () => {
-    for (const check of checks) {
-      const problem = await check();
-      if (problem) return problem;
-    }
-    return undefined;
-  };
-}
-
 /** /metrics (Prometheus), /healthz (the process answers), /readyz (the role's prerequisites hold). */
 export async function startHealthServer(address: string, metrics: Metrics, readiness: Readiness, log: Logger): Promise<Server> {
   const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))];

@@ -24,7 +24,7 @@ export class Metrics {
   });
   readonly cloneSeconds = new Histogram({
     name: 'pg_reflinker_clone_duration_seconds',
-    help: 'Wall time of successful clone populations, start of the copy to a ready volume',
+    help: 'Successful clone populations, in seconds. Standalone: from starting the populator until the driver saw its result; Kubernetes: the populator\'s own run time from its result (no Job scheduling or image pull)',
     buckets: [0.5, 1, 2, 5, 10, 30, 60, 300, 900],
     registers: [this.registry],
   });

@@ -17,8 +17,9 @@ export const ANN_CAPACITY = `${P}capacity-bytes`;
 export const ANN_MODE = `${P}mode`;
 export const ANN_CLUSTER = `${P}cluster`;
 export const ANN_CLONE_PVC = `${P}clone-pvc`;
-export const ANN_RESULT = `${P}result`;
 export const ANN_AFTER_FAILURE = `${P}after-failure`;
+/** On a succeeded cleanup Job: its deletion was counted in the metrics. */
+export const ANN_COUNTED = `${P}counted`;
 
 /** Set by users. On a placeholder PVC: the name of the real source PVC. */
 export const ANN_PLACEHOLDER_SOURCE = `${P}source`;
@@ -40,7 +41,6 @@ export const CNPG_GROUP = 'postgresql.cnpg.io';
 export const CNPG_VERSION = 'v1';
 export const CNPG_CLUSTERS = 'clusters';
 export const CNPG_LABEL_CLUSTER = 'cnpg.io/cluster';
-export const CNPG_LABEL_INSTANCE = 'cnpg.io/instanceName';
 export const CNPG_LABEL_INSTANCE_ROLE = 'cnpg.io/instanceRole';
 export const CNPG_LABEL_ROLE_LEGACY = 'role';
 export const CNPG_LABEL_JOB_ROLE = 'cnpg.io/jobRole';

@@ -1,10 +1,19 @@
 import type { KubeConfig } from '@kubernetes/client-node';
-import type { KubeBackendFactory } from '../../driver.js';
+import type { Config } from '../../config.js';
+import type { HandlerContext } from '../../csi/handler.js';
+import type { VolumeBackend } from '../../controller/backend.js';
 import type { Readiness } from '../../health.js';
 import { KubeBackend } from './backend.js';
 import { apiMessage, defaultKubeConfig, kubeClient, type KubeClient } from './api/client.js';
 import { FailedPvReconciler } from './deletion/failed-pvs.js';
 import { kubeSettings, type KubeTuning } from './settings.js';
+import type { KubeSourceVolume } from './clone/source.js';
+
+/** How the controller role gets its Kubernetes backend (main.ts loads this module for that role only). */
+export type KubeBackendFactory = (
+  config: Config,
+  ctx: HandlerContext,
+) => Promise<{ backend: VolumeBackend<KubeSourceVolume>; readiness: Readiness; stop?: () => void }>;
 
 export interface KubeFactoryOptions extends KubeTuning {
   /** Default: in-cluster service account, else $KUBECONFIG / ~/.kube/config. */

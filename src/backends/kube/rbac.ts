@@ -28,6 +28,6 @@ export const CONTROLLER_RBAC_RULES: readonly V1PolicyRule[] = [
 
 /**
  * The controller's Role in its own namespace (the chart's `<release>-controller-records`): the
- * clone records (clone-record.ts), one ConfigMap per clone, which only the controller writes.
+ * clone records (clone/record.ts), one ConfigMap per clone, which only the controller writes.
  */
 export const CONTROLLER_NAMESPACE_RBAC_RULES: readonly V1PolicyRule[] = [{ apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'create', 'update', 'delete'] }];

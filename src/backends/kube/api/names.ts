@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { DNS_LABEL_RE, DNS_SUBDOMAIN_RE, hashedName, sha256Hex, volumeKey } from '../../../volume/id.js';
 
 // Deterministic object names derived from a volume's directory, so every retry and every
 // controller instance finds the same Job: one Job per volume, however often we are asked.
@@ -9,31 +9,18 @@ export interface ObjectRef {
   name: string;
 }
 
-const DNS_LABEL_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const MAX_KEY = 47;
-
-const digest = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
-
-/**
- * The volume's key in names and label values: its directory when that is already a lowercase
- * DNS label (always true for the sidecar's `pvc-<uid>`), else a digest of it.
- */
-export function volumeKey(dir: string): string {
-  if (dir.length <= MAX_KEY && DNS_LABEL_RE.test(dir)) return dir;
-  return `h-${digest(dir).slice(0, 32)}`;
-}
 
 const POPULATE_PREFIX = 'pgr-populate-';
 const MAX_JOB_NAME = 63;
 
 /**
  * `pgr-populate-<key>-<suffix>`, ≤ 63 characters (Job names become label values). The suffix
- * is random and kept in the clone's record (clone-record.ts): nobody can make the Job first.
+ * is random and kept in the clone's record (clone/record.ts): nobody can make the Job first.
  */
 export function populateJobName(dir: string, suffix: string): string {
   const key = volumeKey(dir);
   const fits = POPULATE_PREFIX.length + key.length + 1 + suffix.length <= MAX_JOB_NAME;
-  return `${POPULATE_PREFIX}${fits ? key : `h-${digest(dir).slice(0, 24)}`}-${suffix}`;
+  return `${POPULATE_PREFIX}${fits ? key : hashedName(dir, 24)}-${suffix}`;
 }
 
 /** ≤ 59 characters. */
@@ -45,7 +32,7 @@ export const recordName = (dir: string) => `pgr-clone-${volumeKey(dir)}`;
 export function eventName(objectName: string, reason: string, instance: string): string {
   const suffix = `${reason.toLowerCase()}-${instance.toLowerCase().replace(/[^a-z0-9]/g, '').slice(0, 12)}`;
   const name = `${objectName}.pgr-${suffix}`;
-  return name.length <= 253 ? name : `pgr-${digest(name).slice(0, 40)}`;
+  return name.length <= 253 ? name : `pgr-${sha256Hex(name).slice(0, 40)}`;
 }
 
 /** The PVC UID in the sidecar's default volume name `pvc-<uid>`. */
@@ -53,8 +40,6 @@ export function uidFromVolumeName(name: string): string | undefined {
   const match = /^pvc-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/.exec(name);
   return match?.[1];
 }
-
-const DNS_SUBDOMAIN_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 export const isObjectName = (name: string) => name.length <= 253 && DNS_SUBDOMAIN_RE.test(name);
 

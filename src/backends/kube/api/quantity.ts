@@ -26,5 +26,3 @@ export function parseQuantity(text: string): number {
   if (bytes > BigInt(Number.MAX_SAFE_INTEGER)) throw new InvalidQuantity(`"${text}" is too large`);
   return Number(bytes);
 }
-
-/** Bytes as a quantity the API server keeps as given (plain integer). */

@@ -19,7 +19,8 @@ import {
   PG_DATA_MOUNT,
   PG_WAL_MOUNT,
 } from '../constants.js';
-import { volumeKey, type ObjectRef } from '../api/names.js';
+import { volumeKey } from '../../../volume/id.js';
+import type { ObjectRef } from '../api/names.js';
 import { pinnedJob } from '../api/pinned-job.js';
 import type { KubeSettings } from '../settings.js';
 import type { ClonePlan } from './plan.js';

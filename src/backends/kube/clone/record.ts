@@ -3,7 +3,8 @@ import type { V1ConfigMap, V1Job, V1Pod } from '@kubernetes/client-node';
 import { failedPrecondition } from '../../../csi/errors.js';
 import { isConflict, isNotFound, orNone, type KubeClient } from '../api/client.js';
 import { ANN_VOLUME_ID, LABEL_MANAGED_BY, LABEL_ROLE, LABEL_VOLUME, MANAGED_BY } from '../constants.js';
-import { populateJobName, recordName, volumeKey } from '../api/names.js';
+import { volumeKey } from '../../../volume/id.js';
+import { populateJobName, recordName } from '../api/names.js';
 
 // Which populator Job is the driver's own. Labels, names and annotations in a user's namespace
 // can be forged by anyone who may create Jobs or pods there, so they decide nothing. The

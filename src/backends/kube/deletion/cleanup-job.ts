@@ -1,6 +1,7 @@
 import type { V1Job } from '@kubernetes/client-node';
 import { ANN_AFTER_FAILURE, ANN_VOLUME_ID, LABEL_MANAGED_BY, LABEL_ROLE, LABEL_VOLUME, MANAGED_BY } from '../constants.js';
-import { cleanupJobName, volumeKey } from '../api/names.js';
+import { volumeKey } from '../../../volume/id.js';
+import { cleanupJobName } from '../api/names.js';
 import { pinnedJob } from '../api/pinned-job.js';
 import type { KubeSettings } from '../settings.js';
 import type { VolumeRef } from '../../../volume/id.js';

@@ -7,8 +7,8 @@ import type { VolumeRef } from '../../../volume/id.js';
 import { CLEANUP_CONTAINER, cleanupJobFor } from './cleanup-job.js';
 import { kubeCall, mergePatch, orNone, type KubeClient } from '../api/client.js';
 import type { CloneRecord, CloneRecords } from '../clone/record.js';
-import { ANN_VOLUME_ID } from '../constants.js';
-import { Jobs, isFinished, jobAgeSeconds, jobPhase, podVerdict } from '../api/jobs.js';
+import { ANN_COUNTED, ANN_VOLUME_ID } from '../constants.js';
+import { Jobs, failedJobReason, isFinished, jobAgeSeconds, jobAnnotation, jobPhase, podVerdict } from '../api/jobs.js';
 import { cleanupJobName } from '../api/names.js';
 import type { KubeSettings } from '../settings.js';
 
@@ -25,8 +25,6 @@ export interface DeleteDeps {
   settings: KubeSettings;
 }
 
-const annotation = (job: V1Job, key: string) => job.metadata?.annotations?.[key];
-const ANN_COUNTED = 'pg-reflinker.csi/counted';
 
 export class Deleter {
   constructor(private readonly d: DeleteDeps) {}
@@ -44,8 +42,8 @@ export class Deleter {
       const namespace = this.d.settings.driverNamespace;
       const name = cleanupJobName(ref.dir);
       let job = await this.d.jobs.get(namespace, name);
-      if (job && annotation(job, ANN_VOLUME_ID) !== ref.volumeId) {
-        if (!isFinished(job)) return { done: false, message: `cleanup Job ${namespace}/${name} is still removing volume ${annotation(job, ANN_VOLUME_ID)}` };
+      if (job && jobAnnotation(job, ANN_VOLUME_ID) !== ref.volumeId) {
+        if (!isFinished(job)) return { done: false, message: `cleanup Job ${namespace}/${name} is still removing volume ${jobAnnotation(job, ANN_VOLUME_ID)}` };
         await this.d.jobs.delete(job);
         job = undefined;
       }
@@ -67,7 +65,7 @@ export class Deleter {
         case 'running':
           return { done: false, message: `cleanup Job ${namespace}/${name} on node ${ref.node}: ${verdict.state}, ${jobAgeSeconds(seen)} s` };
         case 'succeeded':
-          if (!annotation(seen, ANN_COUNTED)) {
+          if (!jobAnnotation(seen, ANN_COUNTED)) {
             this.d.metrics.cleanupsTotal.inc({ result: 'deleted' });
             await this.d.client.batch
               .patchNamespacedJob({ namespace, name, body: { metadata: { annotations: { [ANN_COUNTED]: 'true' } } } }, mergePatch)
@@ -76,12 +74,7 @@ export class Deleter {
           if (ours) await this.d.records.delete(ours);
           return { done: true, outcome: 'deleted' };
         case 'failed': {
-          const condition = seen.status?.conditions?.find((c) => c.type === 'Failed');
-          const reason =
-            cleanupFailure(verdict.message) ??
-            verdict.problem ??
-            lastLine(verdict.message) ??
-            ([condition?.reason, condition?.message].filter(Boolean).join(': ') || 'the cleanup Job failed without a message');
+          const reason = cleanupFailure(verdict.message) ?? verdict.problem ?? lastLine(verdict.message) ?? (failedJobReason(seen) || 'the cleanup Job failed without a message');
           this.d.metrics.cleanupsTotal.inc({ result: 'failed' });
           this.d.log.warn('volume cleanup failed', { volume_id: ref.volumeId, reason });
           await this.d.jobs.delete(seen);
