@@ -54,7 +54,7 @@ export class KubeBackend implements VolumeBackend<KubeSourceVolume> {
 
   async createEmpty(spec: VolumeSpec): Promise<Record<string, string>> {
     // No node work: the node plugin creates the directory on first publish. Only an old
-    // deletion record under this name must go (see Deleter).
+    // deletion record under this name must go (see deletion/deleter.ts).
     await kubeCall(`creating volume ${spec.name}`, () => this.deleter.forgetDeletion(spec.ref));
     return emptyVolumeContext();
   }

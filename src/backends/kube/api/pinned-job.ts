@@ -1,4 +1,16 @@
-import type { V1Job, V1PodSpec } from '@kubernetes/client-node';
+import type { V1Job, V1PodSpec, V1SecurityContext } from '@kubernetes/client-node';
+
+/** A container that must run as root: only the capabilities named, no escalation, a read-only root filesystem. */
+export function rootWith(capabilities: string[]): V1SecurityContext {
+  return {
+    runAsUser: 0,
+    runAsGroup: 0,
+    runAsNonRoot: false,
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    capabilities: { drop: ['ALL'], add: capabilities },
+  };
+}
 
 export interface PinnedJobInput {
   name: string;

@@ -21,7 +21,7 @@ import {
 } from '../constants.js';
 import { volumeKey } from '../../../volume/id.js';
 import type { ObjectRef } from '../api/names.js';
-import { pinnedJob } from '../api/pinned-job.js';
+import { pinnedJob, rootWith } from '../api/pinned-job.js';
 import type { KubeSettings } from '../settings.js';
 import type { ClonePlan } from './plan.js';
 
@@ -201,14 +201,7 @@ function prepareContainer(input: PopulateJobInput): V1Container {
       { name: 'PGR_VOLUME_DIR', value: POD_PATHS.volume },
     ],
     volumeMounts: [{ name: 'destination', mountPath: POD_PATHS.volume }],
-    securityContext: {
-      runAsUser: 0,
-      runAsGroup: 0,
-      runAsNonRoot: false,
-      allowPrivilegeEscalation: false,
-      readOnlyRootFilesystem: true,
-      capabilities: { drop: ['ALL'], add: ['CHOWN', 'FOWNER'] },
-    },
+    securityContext: rootWith(['CHOWN', 'FOWNER']),
     resources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { memory: '64Mi' } },
     terminationMessagePolicy: 'FallbackToLogsOnError',
   };
@@ -240,14 +233,7 @@ function populateContainer(input: PopulateJobInput, mounts: V1VolumeMount[]): V1
           readOnlyRootFilesystem: true,
           capabilities: { drop: ['ALL'] },
         }
-      : {
-          runAsUser: 0,
-          runAsGroup: 0,
-          runAsNonRoot: false,
-          allowPrivilegeEscalation: false,
-          readOnlyRootFilesystem: true,
-          capabilities: { drop: ['ALL'], add: ['CHOWN', 'DAC_OVERRIDE', 'DAC_READ_SEARCH', 'FOWNER', 'FSETID'] },
-        },
+      : rootWith(['CHOWN', 'DAC_OVERRIDE', 'DAC_READ_SEARCH', 'FOWNER', 'FSETID']),
     resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '1Gi' } },
     terminationMessagePath: '/dev/termination-log',
     terminationMessagePolicy: 'FallbackToLogsOnError',

@@ -2,7 +2,7 @@ import type { V1Job } from '@kubernetes/client-node';
 import { ANN_AFTER_FAILURE, ANN_VOLUME_ID, LABEL_MANAGED_BY, LABEL_ROLE, LABEL_VOLUME, MANAGED_BY } from '../constants.js';
 import { volumeKey } from '../../../volume/id.js';
 import { cleanupJobName } from '../api/names.js';
-import { pinnedJob } from '../api/pinned-job.js';
+import { pinnedJob, rootWith } from '../api/pinned-job.js';
 import type { KubeSettings } from '../settings.js';
 import type { VolumeRef } from '../../../volume/id.js';
 
@@ -59,14 +59,7 @@ export function cleanupJob(input: CleanupJobInput): V1Job {
           args: ['cleanup', '--root', prefix, '--volume-id', input.volumeId],
           volumeMounts: [{ name: 'prefix', mountPath: prefix }],
           // Root, to remove files of any owner (PGDATA is 0700 uid 26); no other privilege.
-          securityContext: {
-            runAsUser: 0,
-            runAsGroup: 0,
-            runAsNonRoot: false,
-            allowPrivilegeEscalation: false,
-            readOnlyRootFilesystem: true,
-            capabilities: { drop: ['ALL'], add: ['DAC_OVERRIDE', 'DAC_READ_SEARCH', 'FOWNER'] },
-          },
+          securityContext: rootWith(['DAC_OVERRIDE', 'DAC_READ_SEARCH', 'FOWNER']),
           resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '256Mi' } },
           terminationMessagePolicy: 'FallbackToLogsOnError',
         },
