@@ -4,10 +4,10 @@
 
 const KEY = 'pg-reflinker.csi/';
 
-export const CONTEXT_KIND = `${KEY}kind`;
+const CONTEXT_KIND = `${KEY}kind`;
 /** An empty volume's XFS copy-on-write extent size hint in bytes (StorageClass `cowExtentSize`). */
-export const CONTEXT_COW_EXTENT_SIZE = `${KEY}cowExtentSize`;
-export const CONTEXT_SOURCE_VOLUME_ID = `${KEY}sourceVolumeId`;
+const CONTEXT_COW_EXTENT_SIZE = `${KEY}cowExtentSize`;
+const CONTEXT_SOURCE_VOLUME_ID = `${KEY}sourceVolumeId`;
 
 type Context = Record<string, string>;
 
