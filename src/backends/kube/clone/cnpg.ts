@@ -1,3 +1,4 @@
+import type { V1OwnerReference } from '@kubernetes/client-node';
 import { failedPrecondition } from '../../../csi/errors.js';
 import { orNone, type KubeClient } from '../api/client.js';
 import { CNPG_CLUSTERS, CNPG_DEFAULT_UID, CNPG_GROUP, CNPG_VERSION } from '../constants.js';
@@ -21,6 +22,9 @@ export interface ClusterInfo {
   replicationSecret: string;
   walStorage: boolean;
 }
+
+/** An owner reference to a CloudNativePG Cluster (any API version of its group). */
+export const isClusterRef = (o: V1OwnerReference) => o.kind === 'Cluster' && o.apiVersion.startsWith(`${CNPG_GROUP}/`);
 
 interface ClusterObject {
   metadata?: { uid?: string };

@@ -1,11 +1,11 @@
 import type { V1Pod } from '@kubernetes/client-node';
+import type { CloneSpec } from '../../../controller/backend.js';
 import { failedPrecondition } from '../../../csi/errors.js';
 import type { KubeClient } from '../api/client.js';
 import { isPodAlive } from '../api/jobs.js';
-import { readCluster, type ClusterInfo } from './cnpg.js';
+import { isClusterRef, readCluster, type ClusterInfo } from './cnpg.js';
 import {
   CNPG_DEFAULT_UID,
-  CNPG_GROUP,
   CNPG_LABEL_CLUSTER,
   CNPG_LABEL_INSTANCE_ROLE,
   CNPG_LABEL_JOB_ROLE,
@@ -13,7 +13,6 @@ import {
   CNPG_LABEL_ROLE_LEGACY,
   PARAM_ALLOW_CRASH_CONSISTENT,
 } from '../constants.js';
-import type { CloneSpec } from '../../../controller/backend.js';
 import type { KubeSourceVolume } from './source.js';
 
 // A clone's plan, made once before its populator Job: the clone and its resolved source (with the
@@ -51,8 +50,7 @@ export const sourceClusterOf = (copy: CopyPlan): string | undefined => (copy.mod
 const mounts = (pod: V1Pod, claim: string) => (pod.spec?.volumes ?? []).some((v) => v.persistentVolumeClaim?.claimName === claim);
 const isReady = (pod: V1Pod) => pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
 const label = (pod: V1Pod, key: string) => pod.metadata?.labels?.[key];
-const clusterController = (pod: V1Pod) =>
-  pod.metadata?.ownerReferences?.find((o) => o.controller && o.kind === 'Cluster' && o.apiVersion.startsWith(`${CNPG_GROUP}/`));
+const clusterController = (pod: V1Pod) => pod.metadata?.ownerReferences?.find((o) => o.controller && isClusterRef(o));
 
 /**
  * A CloudNativePG pod: an instance is controlled by the Cluster its label names (labels alone

@@ -1,8 +1,8 @@
 import type { V1PersistentVolumeClaim } from '@kubernetes/client-node';
 import { failedPrecondition } from '../../../csi/errors.js';
 import { orNone, type KubeClient } from '../api/client.js';
-import { readClusterObject } from './cnpg.js';
-import { CNPG_GROUP, CNPG_LABEL_CLUSTER } from '../constants.js';
+import { isClusterRef, readClusterObject } from './cnpg.js';
+import { CNPG_LABEL_CLUSTER } from '../constants.js';
 import { sourceClusterOf, type ClonePlan } from './plan.js';
 
 // Where a clone goes. CloudNativePG builds every new replica of a Cluster bootstrapped with
@@ -21,7 +21,7 @@ export function clustersOfPvc(pvc: V1PersistentVolumeClaim): string[] {
   const label = pvc.metadata?.labels?.[CNPG_LABEL_CLUSTER];
   if (label) names.add(label);
   for (const o of pvc.metadata?.ownerReferences ?? []) {
-    if (o.kind === 'Cluster' && o.apiVersion.startsWith(`${CNPG_GROUP}/`) && o.name) names.add(o.name);
+    if (isClusterRef(o) && o.name) names.add(o.name);
   }
   return [...names];
 }
