@@ -33,6 +33,9 @@ describeWithRealParts('e2e: CloudNativePG clones on the real control plane', [CO
   const populateJobsNow = async (volume: string) =>
     (await env.batch.listNamespacedJob({ namespace: NS, labelSelector: `pg-reflinker.csi/role=populate,pg-reflinker.csi/volume=${volume}` })).items;
 
+  const cleanupJobs = async (volume: string) =>
+    (await env.batch.listNamespacedJob({ namespace: DRIVER_NS, labelSelector: `pg-reflinker.csi/role=cleanup,pg-reflinker.csi/volume=${volume}` })).items;
+
   test('1. a clone of the live instance binds to pvc-<UID> on the source node after one populator Job, starts with no archive and keeps pgbench\'s invariant', async () => {
     const load = startPgbench(source.server, { clients: 2, jobs: 1 });
     await sleep(1000);
@@ -104,13 +107,13 @@ describeWithRealParts('e2e: CloudNativePG clones on the real control plane', [CO
           ...(await env.recordNames()).filter((n) => n === `pgr-clone-${volume}`),
           ...(existsSync(join(env.prefix, volume)) ? [`directory ${volume}`] : []),
           ...(await source.server.sql('SELECT slot_name FROM pg_replication_slots')).split('\n').filter(Boolean).map((s) => `slot ${s}`),
+          ...(await cleanupJobs(volume)).filter((j) => !j.status?.conditions?.some((c) => c.status === 'True' && (c.type === 'Complete' || c.type === 'Failed'))).map((j) => `running cleanup Job ${j.metadata?.name}`),
         ];
         if (left.length) console.log(`scenario 3: left for now: ${left.join(', ')}`);
         return left.length === 0;
       }, 60_000, 1000);
       // What the design keeps: finished cleanup Jobs (TTL), none still running.
-      const cleanups = (await env.batch.listNamespacedJob({ namespace: DRIVER_NS, labelSelector: `pg-reflinker.csi/volume=${volume}` })).items;
-      for (const c of cleanups) expect(c.status?.conditions?.find((x) => x.status === 'True')?.type).toBe('Complete');
+      for (const c of await cleanupJobs(volume)) expect(c.status?.conditions?.filter((x) => x.status === 'True').map((x) => x.type)).toContain('Complete');
       expect(env.jobs.of(volume, 'populate').length).toBeGreaterThanOrEqual(1);
       expect(readdirSync(env.prefix).filter((d) => d.includes(clone.uid))).toEqual([]);
     } finally {
@@ -141,6 +144,9 @@ describeWithRealParts('e2e: CloudNativePG clones on the real control plane', [CO
     expect(pvs.map((p) => p.metadata?.name)).toEqual([volume]);
     expect(readdirSync(env.prefix).filter((d) => d.includes(clone.uid))).toEqual([volume]);
     expect(readdirSync(join(env.prefix, volume)).sort()).toEqual(['.pgr-populated', 'pgdata']);
-    expect((await env.events(NS, clone.pvc)).filter((e) => e.source === 'pg-reflinker.csi').map((e) => e.reason)).toEqual(['Populating', 'Populated']);
+    // Populating is recorded just after the Job is made: a controller killed in between never
+    // records it (the restarted one adopts the Job). Populated, once, is always there.
+    const reasons = (await env.events(NS, clone.pvc)).filter((e) => e.source === 'pg-reflinker.csi').map((e) => e.reason);
+    expect(reasons.filter((r) => r !== 'Populating')).toEqual(['Populated']);
   }, 240_000);
 });

@@ -119,6 +119,8 @@ export class E2eCluster {
   kubelet!: TestKubelet;
   nodeClient!: CsiClient;
   private readonly published = new Map<string, string>(); // target path → volume id
+  private stopping = false;
+  provisionerRestarts = 0;
 
   private constructor(
     readonly cp: ControlPlane,
@@ -191,7 +193,16 @@ export class E2eCluster {
     await this.storage.createCSINode({ body: { metadata: { name: NODE }, spec: { drivers: [{ name: DRIVER, nodeID: NODE, topologyKeys: [TOPOLOGY_KEY] }] } } });
 
     await this.startController();
-    this.provisioner = startProc('csi-provisioner', componentPath('csi-provisioner'), [
+    this.startProvisioner();
+    await this.jobs.start();
+  }
+
+  /**
+   * csi-provisioner exits when it loses its CSI connection (the controller killed): kubelet would
+   * restart the sidecar container, so the test does, after a second.
+   */
+  private startProvisioner(): void {
+    const proc = startProc('csi-provisioner', componentPath('csi-provisioner'), [
       `--csi-address=${this.controllerSocket}`,
       `--kubeconfig=${this.cp.adminKubeconfigPath}`,
       '--extra-create-metadata',
@@ -201,7 +212,13 @@ export class E2eCluster {
       '--retry-interval-max=3s',
       '--v=3',
     ], { logFile: join(this.dir, 'csi-provisioner.log') });
-    await this.jobs.start();
+    this.provisioner = proc;
+    proc.child.once('exit', (code, signal) => {
+      if (this.stopping) return;
+      this.provisionerRestarts++;
+      console.log(`csi-provisioner exited (${code ?? signal}); restarting it as kubelet would`);
+      setTimeout(() => { if (!this.stopping) this.startProvisioner(); }, 1000);
+    });
   }
 
   /** `pg-reflinker controller` as a process, authenticated as a user bound to exactly the chart's rules. */
@@ -306,6 +323,7 @@ export class E2eCluster {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     this.jobs.stop();
     await this.provisioner?.stop();
     await this.controller?.stop();
