@@ -48,7 +48,7 @@ export const PG_IMAGE = 'ghcr.io/cloudnative-pg/postgresql:15.10';
 export const CLASS_LOCAL = 'pg-reflinker-local';
 export const CLASS_CLONE = 'pg-reflinker';
 export const CLASS_CLONE_DELETE = 'pg-reflinker-delete';
-const CONTROLLER_USER = 'pg-reflinker-controller';
+export const CONTROLLER_USER = 'pg-reflinker-controller';
 
 /** RFC 7386 merge patches (the client's default patch type is JSON patch). */
 export const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
