@@ -61,6 +61,9 @@ describeWithRealParts('e2e: CloudNativePG clones on the real control plane', [CO
     expect(job?.status).toMatchObject({ succeeded: 1 });
     expect(job?.status?.failed ?? 0).toBe(0);
     expect(job?.spec?.template.spec?.nodeName).toBe(NODE);
+    // The populator pod's read-only publication of the source was unpublished when it ended: only the instance pod's remains.
+    const instanceOnly = JSON.stringify([`${NODE}/pvc-${source.pvcUid}`]);
+    await until('the populator pod\'s publication to be unpublished', async () => JSON.stringify(env.publishedVolumes()) === instanceOnly, 10_000, 100);
 
     const events = await env.events(NS, clone.pvc);
     const ours = events.filter((e) => e.source === 'pg-reflinker.csi').map((e) => e.reason);

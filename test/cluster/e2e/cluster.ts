@@ -288,6 +288,11 @@ export class E2eCluster {
     return target;
   }
 
+  /** The volume ids our node plugin has published and not unpublished, one entry per target. */
+  publishedVolumes(): string[] {
+    return [...this.published.values()];
+  }
+
   private async unpublishClaim(target: string): Promise<void> {
     const volumeId = this.published.get(target);
     if (!volumeId) return;

@@ -12,6 +12,7 @@
 // readiness from PostgreSQL) has no stand-in here, and the test kubelet has no readiness probes,
 // so the pod's container only holds the mount while the test owns the server.
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { V1OwnerReference, V1PersistentVolumeClaim } from '@kubernetes/client-node';
 import { initPrimary, grantBackup, pgbenchInit, postgresUser, type PgServer } from '../../../testbed/postgres.js';
@@ -32,6 +33,14 @@ export interface CnpgSource {
   pvcUid: string;
   volumeDir: string;
   server: PgServer;
+}
+
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
 }
 
 const b64 = (file: string) => readFileSync(file).toString('base64');
@@ -138,6 +147,7 @@ export async function createCnpgSource(env: E2eCluster, namespace: string, clust
     return pod.status?.phase === 'Running' && pod.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
   }, 60_000);
 
+  if (!(await portIsFree(SOURCE_PORT))) throw new Error(`port ${SOURCE_PORT} on 127.0.0.1 is in use: the source instance needs it (the populator dials port 5432 at the pod IP, 127.0.0.1 here)`);
   const volumeDir = join(env.prefix, bound.spec!.volumeName!);
   const socketDir = join(env.dir, `sock-${namespace}-${cluster}`);
   const server = await initPrimary({ volumeDir, port: SOURCE_PORT, socketDir, logFile: join(env.dir, `${namespace}-${cluster}.log`), tls });
