@@ -10,16 +10,17 @@ import { CoreV1Api, Watch, type KubeConfig, type V1Pod } from '@kubernetes/clien
 import type { ImageTable } from './kubelet/container-env.js';
 import { NodeRegistration } from './kubelet/node-registration.js';
 import { PodRunner } from './kubelet/pod-runner.js';
-import type { ClaimPublisher } from './kubelet/pod-volumes.js';
+import type { ClaimPublisher, ClaimUnpublisher } from './kubelet/pod-volumes.js';
 
 export type { ImageTable, ImageDefaults } from './kubelet/container-env.js';
-export type { ClaimPublisher } from './kubelet/pod-volumes.js';
+export type { ClaimPublisher, ClaimUnpublisher } from './kubelet/pod-volumes.js';
 
 export interface TestKubeletOptions {
   config: KubeConfig;
   nodeName: string;
   images: ImageTable;
   publishClaim?: ClaimPublisher;
+  unpublishClaim?: ClaimUnpublisher;
   log?: (line: string) => void;
 }
 
@@ -115,7 +116,7 @@ export class TestKubelet {
     }
     if (runner || TERMINAL.has(pod.status?.phase ?? '')) return;
     this.log(`running pod ${pod.metadata?.namespace}/${pod.metadata?.name}`);
-    this.runners.set(uid, PodRunner.start({ core: this.core, images: this.options.images, publishClaim: this.options.publishClaim, log: (l) => this.log(l) }, pod, join(this.dir, 'pods')));
+    this.runners.set(uid, PodRunner.start({ core: this.core, images: this.options.images, publishClaim: this.options.publishClaim, unpublishClaim: this.options.unpublishClaim, log: (l) => this.log(l) }, pod, join(this.dir, 'pods')));
   }
 
   /** Finishes a graceful deletion, as kubelet does once the pod's processes are gone. */

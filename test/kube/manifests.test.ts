@@ -6,6 +6,8 @@ import { describe, expect, test } from '@jest/globals';
 import { cleanupJob } from '../../src/backends/kube/deletion/cleanup-job.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { POPULATE_WRAPPER, populateJob, type PopulateJobInput } from '../../src/backends/kube/clone/populate-job.js';
+import { renderPopulatorScript } from '../../src/populator/script.js';
+import { expand } from '../cluster/kubelet/container-env.js';
 import { failureStatus } from '../../src/populator/failure.js';
 import { parsePopulatorFailure } from '../../src/populator/result.js';
 
@@ -26,7 +28,8 @@ const base: PopulateJobInput = {
   activeDeadlineSeconds: 21600,
 };
 
-const envOf = (c: { env?: Array<{ name: string; value?: string }> }) => Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value]));
+/** A container's environment as kubelet gives it to the process ($(VAR) expanded, `$$` → `$`). */
+const envOf = (c: { env?: Array<{ name: string; value?: string }> }) => Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value === undefined ? undefined : expand(e.value, {})]));
 
 describe('populator Job manifest', () => {
   test('online: pinned, read-only source, hostPath destination, TLS secrets 0600, root init, postgres uid main', () => {
@@ -68,7 +71,7 @@ describe('populator Job manifest', () => {
     expect(envOf(init!)).toMatchObject({ PGR_UID: '26', PGR_GID: '26' });
     const [main] = pod.containers;
     expect(main!.image).toBe('ghcr.io/cloudnative-pg/postgresql:16.4');
-    expect(main!.command).toEqual(['bash', '-c', POPULATE_WRAPPER]);
+    expect(main!.command!.map((arg) => expand(arg, {}))).toEqual(['bash', '-c', POPULATE_WRAPPER]);
     expect(main!.securityContext).toMatchObject({ runAsUser: 26, runAsGroup: 26, runAsNonRoot: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
     expect(main!.terminationMessagePolicy).toBe('FallbackToLogsOnError');
     expect(main!.resources?.requests).toBeDefined();
@@ -82,6 +85,21 @@ describe('populator Job manifest', () => {
         "keepalives='1' keepalives_idle='10' keepalives_interval='5' keepalives_count='3' tcp_user_timeout='30000'",
     );
     expect(env.PGR_POPULATOR_SCRIPT).toContain('pg-reflinker populator');
+  });
+
+  test("kubelet's $(VAR) expansion hands the containers the exact scripts (every $ doubled in the manifest)", () => {
+    // A real kubelet turns `$$` into `$` in command, args and env values: the populator's `$$`
+    // (its pid in the slot name) and SQL `DO $$ ... $$` blocks would reach bash mangled.
+    const script = renderPopulatorScript();
+    expect(script).toContain('$$');
+    for (const copy of [base.copy, { mode: 'plain' as const, image: 'x' }]) {
+      const pod = populateJob({ ...base, copy }).spec!.template.spec!;
+      const [prepare] = pod.initContainers!;
+      const [main] = pod.containers;
+      expect(envOf(main!).PGR_POPULATOR_SCRIPT).toBe(script);
+      expect(main!.command!.map((arg) => expand(arg, {}))).toEqual(['bash', '-c', POPULATE_WRAPPER]);
+      expect(expand(prepare!.command![2]!, {})).toMatch(/^set -eu; chown "\$PGR_UID:\$PGR_GID"/);
+    }
   });
 
   test('online with walStorage mounts the instance WAL PVC read-only', () => {

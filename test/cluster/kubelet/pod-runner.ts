@@ -8,12 +8,13 @@ import type { CoreV1Api, V1Container, V1Pod } from '@kubernetes/client-node';
 import { containerLaunch, type ImageTable } from './container-env.js';
 import { startContainer, type RunningContainer } from './container-process.js';
 import { PodStatusReporter, type Terminated } from './pod-status.js';
-import { PodVolumes, type ClaimPublisher, type HostVolume } from './pod-volumes.js';
+import { PodVolumes, type ClaimPublisher, type ClaimUnpublisher, type HostVolume } from './pod-volumes.js';
 
 export interface PodRunnerContext {
   core: CoreV1Api;
   images: ImageTable;
   publishClaim?: ClaimPublisher;
+  unpublishClaim?: ClaimUnpublisher;
   log: (line: string) => void;
 }
 
@@ -44,8 +45,8 @@ export class PodRunner {
     const deadline = spec.activeDeadlineSeconds
       ? setTimeout(() => this.stop('DeadlineExceeded', `Pod was active on the node longer than the specified deadline`), spec.activeDeadlineSeconds * 1000)
       : undefined;
+    let volumes = new Map<string, HostVolume>();
     try {
-      let volumes: Map<string, HostVolume>;
       try {
         volumes = await new PodVolumes(this.ctx.core, this.pod, join(this.dir, 'volumes'), this.ctx.publishClaim).prepareAll();
       } catch (err) {
@@ -62,6 +63,17 @@ export class PodRunner {
       await this.status.finished('Succeeded');
     } finally {
       clearTimeout(deadline);
+      await this.unpublishClaims(volumes);
+    }
+  }
+
+  /** The claims' mounts go once no container uses them, as kubelet unpublishes before the pod is forgotten. */
+  private async unpublishClaims(volumes: Map<string, HostVolume>): Promise<void> {
+    if (!this.ctx.unpublishClaim) return;
+    for (const volume of this.pod.spec?.volumes ?? []) {
+      const published = volumes.get(volume.name);
+      if (!volume.persistentVolumeClaim || !published) continue;
+      await this.ctx.unpublishClaim(this.pod, volume, published.hostPath).catch((err: Error) => this.ctx.log(`pod ${this.name}: unpublishing ${volume.name}: ${err.message}`));
     }
   }
 

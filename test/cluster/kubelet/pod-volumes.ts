@@ -2,7 +2,7 @@
 // created per its type), emptyDir (a temp dir, 0777 as kubelet makes it), secret, configMap and
 // projected volumes (files written to a temp dir with their modes), persistentVolumeClaim through
 // the test's callback. Anything else is refused by name.
-import { chmodSync, mkdirSync, statSync, writeFileSync, type Stats } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readdirSync, statSync, writeFileSync, type Stats } from 'node:fs';
 import { posix } from 'node:path';
 import type { CoreV1Api, V1KeyToPath, V1Pod, V1Volume, V1VolumeProjection } from '@kubernetes/client-node';
 import { UnsupportedPodFeature, fieldRefValue } from './container-env.js';
@@ -13,8 +13,26 @@ export interface HostVolume {
   readOnly: boolean;
 }
 
-/** Gives the host directory for a claim (later: our node plugin's NodePublishVolume). */
+/** Gives the host directory for a claim (the e2e suites: our node plugin's NodePublishVolume). */
 export type ClaimPublisher = (pod: V1Pod, volume: V1Volume) => Promise<string>;
+/** Releases what the publisher gave, once the pod's containers are gone (kubelet's NodeUnpublishVolume). */
+export type ClaimUnpublisher = (pod: V1Pod, volume: V1Volume, hostPath: string) => Promise<void>;
+
+/**
+ * kubelet's fsGroup ownership for the volumes it writes itself (secret, configMap, projected):
+ * every file and directory gets group `fsGroup` and at least group read (kubelet's read-only
+ * mask, 0440), directories also setgid. So a 0600 key becomes 0640 root:fsGroup.
+ */
+function applyFsGroup(path: string, fsGroup: number): void {
+  const st = statSync(path);
+  chownSync(path, st.uid, fsGroup);
+  if (st.isDirectory()) {
+    chmodSync(path, (st.mode & 0o7777) | 0o440 | 0o110 | 0o2000);
+    for (const entry of readdirSync(path)) applyFsGroup(posix.join(path, entry), fsGroup);
+  } else {
+    chmodSync(path, (st.mode & 0o7777) | 0o440);
+  }
+}
 
 function statOrUndefined(path: string): Stats | undefined {
   try {
@@ -169,6 +187,8 @@ export class PodVolumes {
       const kind = Object.keys(volume).find((k) => k !== 'name') ?? 'none';
       throw new UnsupportedPodFeature(`volume ${volume.name}: type ${kind} is not supported (hostPath, emptyDir, secret, configMap, projected, persistentVolumeClaim are)`);
     }
+    const fsGroup = this.pod.spec?.securityContext?.fsGroup;
+    if (fsGroup !== undefined) applyFsGroup(dir, fsGroup);
     return { hostPath: dir, readOnly: true };
   }
 

@@ -116,6 +116,13 @@ fi
 exit "$rc"
 `;
 
+/**
+ * `text` as kubelet passes it on: kubelet expands `$(VAR)` in a container's command, args and
+ * env values and turns `$$` into `$`, so a script carried there must have every `$` doubled to
+ * reach the shell unchanged (the populator's `$$` and SQL `DO $$ ... $$` would break otherwise).
+ */
+export const kubeletLiteral = (text: string): string => text.replace(/\$/g, '$$$$');
+
 const PREPARE_SCRIPT = 'set -eu; chown "$PGR_UID:$PGR_GID" "$PGR_VOLUME_DIR"; chmod 0700 "$PGR_VOLUME_DIR"';
 
 /** The libpq connection: verify-full against the -rw service name, while dialling the one pod by IP; TCP keepalives (SESSION_KEEPALIVES). */
@@ -194,7 +201,7 @@ function prepareContainer(input: PopulateJobInput): V1Container {
   return {
     name: PREPARE_CONTAINER,
     image: input.driverImage,
-    command: ['sh', '-c', PREPARE_SCRIPT],
+    command: ['sh', '-c', kubeletLiteral(PREPARE_SCRIPT)],
     env: [
       { name: 'PGR_UID', value: String(input.uid) },
       { name: 'PGR_GID', value: String(input.gid) },
@@ -212,13 +219,13 @@ function populateContainer(input: PopulateJobInput, mounts: V1VolumeMount[]): V1
   return {
     name: POPULATE_CONTAINER,
     image: input.copy.image,
-    command: ['bash', '-c', POPULATE_WRAPPER],
+    command: ['bash', '-c', kubeletLiteral(POPULATE_WRAPPER)],
     env: [
-      ...Object.entries(podEnv(input)).map(([name, value]) => ({ name, value })),
+      ...Object.entries(podEnv(input)).map(([name, value]) => ({ name, value: kubeletLiteral(value) })),
       { name: 'HOME', value: POD_PATHS.tmp },
       // The populator reads cp's messages (vanished files, ENOSPC): they must be untranslated.
       { name: 'LC_ALL', value: 'C' },
-      { name: 'PGR_POPULATOR_SCRIPT', value: renderPopulatorScript() },
+      { name: 'PGR_POPULATOR_SCRIPT', value: kubeletLiteral(renderPopulatorScript()) },
     ],
     volumeMounts: mounts,
     // online: the postgres uid (the script refuses to write files for another uid unless root);
