@@ -179,9 +179,12 @@ describe('populator wrapper (bash)', () => {
     // PID 1 of a new PID namespace, as in a container: signals without a handler are not delivered to it.
     const dir = mkdtempSync(join(tmpdir(), 'pgr-wrap-'));
     const term = join(dir, 'termination-log');
-    const script = "trap 'echo \"pg-reflinker populate: interrupted by SIGTERM\" >&2; exit 1' TERM; sleep 30 & wait";
+    // The signal is sent once the populator has set its trap (the ready file), so the test does not
+    // depend on how fast bash starts on a loaded machine.
+    const script = "trap 'echo \"pg-reflinker populate: interrupted by SIGTERM\" >&2; exit 1' TERM; : >\"$TMPDIR/ready\"; sleep 30 & wait";
     const started = Date.now();
-    const r = spawnSync('unshare', ['--pid', '--fork', '--kill-child', 'bash', '-c', `(sleep 1; kill -TERM 1) & exec bash -c "$PGR_WRAPPER"`], {
+    const killer = 'until [ -e "$TMPDIR/ready" ]; do sleep 0.05; done; kill -TERM 1';
+    const r = spawnSync('unshare', ['--pid', '--fork', '--kill-child', 'bash', '-c', `(${killer}) & exec bash -c "$PGR_WRAPPER"`], {
       env: { PATH: process.env.PATH, TMPDIR: dir, PGR_TERMINATION_LOG: term, PGR_POPULATOR_SCRIPT: script, PGR_WRAPPER: POPULATE_WRAPPER },
       encoding: 'utf8',
       timeout: 20_000,

@@ -90,9 +90,13 @@ err=${'$'}{TMPDIR:-/tmp}/pgr-populate.err
 term=${'$'}{PGR_TERMINATION_LOG:-/dev/termination-log}
 # The container's first process: the kernel delivers it no signal it has no handler for, so the
 # kubelet's SIGTERM reaches the populator (which aborts the backup and cleans up) only through this.
+# The trap is set before the child exists, so a signal that comes before $! is known is kept and sent.
+child=
+pending=
+trap 'if [ -n "$child" ]; then kill -TERM "$child" 2>/dev/null; else pending=1; fi' TERM INT
 bash -c "$PGR_POPULATOR_SCRIPT" >"$out" 2>"$err" &
 child=$!
-trap 'kill -TERM "$child" 2>/dev/null' TERM INT
+[ -z "$pending" ] || kill -TERM "$child" 2>/dev/null
 wait "$child"
 rc=$?
 while kill -0 "$child" 2>/dev/null; do
