@@ -12,7 +12,7 @@ import type { Config } from '../../src/config.js';
 import { loadCsi } from '../../src/csi/proto.js';
 import { startDriver, type RunningDriver } from '../../src/driver.js';
 import { silentLogger } from '../../src/log.js';
-import { describeWithRealParts } from '../support/requirements.js';
+import { describeWithRealParts, type Requirement } from '../support/requirements.js';
 import type { AdminApi, KubeObject } from './admin-api.js';
 import { KUBE_SUITE_NEEDS, TOPOLOGY_KEY, startKubeCluster, type KubeCluster, type World } from './kube-cluster.js';
 import { KubeletStandIn } from './kubelet-stand-in.js';
@@ -46,8 +46,8 @@ export interface Suite {
 }
 
 /** A suite on its own real control plane (fails in CI, skips elsewhere, when the parts are missing). */
-export function describeOnRealApiServer(title: string, body: (suite: Suite) => void): void {
-  describeWithRealParts(title, KUBE_SUITE_NEEDS, () => {
+export function describeOnRealApiServer(title: string, body: (suite: Suite) => void, alsoNeeds: Requirement[] = []): void {
+  describeWithRealParts(title, [...KUBE_SUITE_NEEDS, ...alsoNeeds], () => {
     let k: KubeCluster | undefined;
     const controllers: Controller[] = [];
     beforeAll(async () => {
@@ -230,6 +230,8 @@ export type ControllerOptions = Omit<KubeFactoryOptions, 'kubeConfig'> & {
   namespacePath?: string[];
   /** Default: the chart's controller ServiceAccount of the test's world. */
   kubeConfig?: KubeConfig;
+  /** HOSTPATH_PREFIX (default PREFIX). */
+  root?: string;
 };
 
 /** The controller role on a unix socket in a temp dir, as the world's controller ServiceAccount; stopped after the test. */
@@ -240,7 +242,7 @@ export async function startController(suite: Suite, { w }: TestEnv, opts: Contro
     role: 'controller',
     socketPath,
     nodeId: '',
-    root: PREFIX,
+    root: opts.root ?? PREFIX,
     logLevel: 'error',
     metricsAddress: '127.0.0.1:0',
     namespacePath: opts.namespacePath ?? [],
@@ -251,7 +253,7 @@ export async function startController(suite: Suite, { w }: TestEnv, opts: Contro
     volumeId: '',
   };
   let reconciler: FailedPvReconciler | undefined;
-  const { namespacePath: _np, kubeConfig, ...tuning } = opts;
+  const { namespacePath: _np, kubeConfig, root: _root, ...tuning } = opts;
   const factory = createKubeBackendFactory({
     cloneWaitMs: 300,
     deleteWaitMs: 300,
