@@ -121,6 +121,23 @@ describeOnRealApiServer(
       expect(await api.get('jobs.batch', w.driver, `pgr-cleanup-${clone.name}`)).toBeDefined();
     });
 
+    test('a populator Job someone deleted with its pods orphaned: DeleteVolume waits for the orphaned pod before cleaning up', async () => {
+      const { t, w, api, kubelet, ctl } = await setup();
+      const source = await addVolume(t, { namespace: w.db, pvc: 'pg-1', node: 'node-a', labels: { 'cnpg.io/cluster': 'pg' } });
+      await addCnpgCluster(t, source);
+      const clone = await addClonePvc(t, w.db, 'c', 'pg-1');
+      await errorOf(ctl.call('CreateVolume', cloneRequest(clone.name, source.volumeId, { clonePvc: { namespace: w.db, name: 'c' } })));
+      const populate = (await recordedJobName(t, clone.name))!;
+      const pod = await kubelet.start(w.db, populate);
+      // The real garbage collector removes the orphaned pod's owner reference; its uid label stays.
+      await api.delete('jobs.batch', w.db, populate, 'Orphan');
+      await until(async () => !(await api.get('jobs.batch', w.db, populate)), 15_000, 'the Job to be gone');
+      const first = await errorOf(ctl.call('DeleteVolume', { volume_id: `node-a/${clone.name}` }));
+      expect(first.code).toBe(status.ABORTED);
+      expect(first.details).toContain(`waiting for populator pod ${w.db}/${pod.metadata.name} to stop`);
+      expect(await api.get('jobs.batch', w.driver, `pgr-cleanup-${clone.name}`)).toBeUndefined();
+    });
+
     test('a new volume under a deleted name is not answered by the old deletion', async () => {
       const { w, api, kubelet, ctl } = await setup();
       await errorOf(ctl.call('DeleteVolume', { volume_id: VOLUME }));

@@ -78,6 +78,13 @@ export class Cloner {
       let job: V1Job | undefined;
       if (record) ({ job, record } = await this.d.records.job(dir, record, this.getJob));
       if (!job || !record) {
+        // The record's Job is gone (deleted, or expired by TTL): nothing starts while a pod of it
+        // still writes into the volume. Checked before anything else looks at who uses the source:
+        // an orphaned populator pod no longer looks like the driver's own.
+        const alive = record?.jobUid ? await this.d.jobs.livePods(record.jobNamespace, record.jobUid) : [];
+        if (record && alive.length > 0) {
+          return { phase: 'running', message: `populator Job ${record.jobNamespace}/${record.jobName} was deleted; waiting for its pod ${alive[0]!.metadata?.name} to stop before starting again` };
+        }
         const waiting = await this.cleanupPending(spec.ref);
         if (waiting) return { phase: 'running', message: waiting };
         const plan = await planCopy(this.d.client, source, spec.parameters, await this.d.records.ownPodFilter());
@@ -95,12 +102,7 @@ export class Cloner {
             mode,
           });
         } else if (record.jobUid || record.jobNamespace !== namespace) {
-          // Its Job is gone (deleted, or expired by TTL): a new attempt under a new name, once no
-          // pod of the old one still writes into the volume.
-          const alive = record.jobUid ? await this.d.jobs.livePods(record.jobNamespace, record.jobUid) : [];
-          if (alive.length > 0) {
-            return { phase: 'running', message: `populator Job ${record.jobNamespace}/${record.jobName} was deleted; waiting for its pod ${alive[0]!.metadata?.name} to stop before starting again` };
-          }
+          // Its Job is gone and no pod of it runs (checked above): a new attempt under a new name.
           record = await this.d.records.renew(dir, record, namespace, mode);
         }
         ({ job, record } = await this.createJob(record, spec, source, plan, clonePvc));
