@@ -106,16 +106,18 @@ export class FaultyKubeApiServer {
       { hostname: this.target.hostname, port: this.target.port, path: req.url, method: req.method, headers, ca: this.ca },
       (answer) => {
         res.writeHead(answer.statusCode ?? 502, answer.headers);
-        if (isWatch) {
-          this.watches.add(res);
-          res.once('close', () => {
-            this.watches.delete(res);
-            answer.destroy();
-          });
-        }
+        res.once('close', () => answer.destroy());
         answer.pipe(res);
       },
     );
+    // A watch counts from its request: the server may send the response head only with the first event.
+    if (isWatch) {
+      this.watches.add(res);
+      res.once('close', () => {
+        this.watches.delete(res);
+        upstream.destroy();
+      });
+    }
     upstream.on('error', () => res.destroy());
     req.pipe(upstream);
   }
