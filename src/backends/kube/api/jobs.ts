@@ -120,12 +120,22 @@ export class Jobs {
     }
   }
 
-  /** Pods still running (or about to) for the Job with this uid: only those it controls, by uid (a label alone anyone in the namespace can set). */
+  /**
+   * Pods still running (or about to) for the Job with this uid: those it controls, and those with
+   * its uid label and no controller at all. The second kind is what the garbage collector leaves
+   * when the Job is deleted with propagationPolicy Orphan: it removes the pods' owner reference
+   * to the Job, the label stays, and the populator goes on writing. Counting a pod that merely
+   * carries the label can only delay a new attempt, never start one beside a live populator.
+   */
   async livePods(namespace: string, uid: string): Promise<V1Pod[]> {
     const list = await this.client.core.listNamespacedPod({ namespace, labelSelector: `${JOB_CONTROLLER_UID_LABEL}=${uid}` });
-    return list.items.filter((p) => p.metadata?.ownerReferences?.some((o) => o.controller && o.uid === uid) && isPodAlive(p));
+    return list.items.filter((p) => {
+      const controller = p.metadata?.ownerReferences?.find((o) => o.controller);
+      return (!controller || controller.uid === uid) && isPodAlive(p);
+    });
   }
 
+  /** The Job's pods: selected by its uid label, kept only with its controller reference (a label alone anyone in the namespace can set). */
   async pods(job: V1Job): Promise<V1Pod[]> {
     const uid = job.metadata!.uid;
     const list = await this.client.core.listNamespacedPod({ namespace: job.metadata!.namespace!, labelSelector: `${JOB_CONTROLLER_UID_LABEL}=${uid}` });

@@ -71,6 +71,13 @@ export class Cloner {
 
   /** A new attempt: no cleanup pending, a plan, the clone target checked, then the record and its Job. */
   private async startAttempt(spec: KubeClone, record: CloneRecord | undefined): Promise<{ running: string } | { job?: V1Job; record: CloneRecord }> {
+    // The record's Job is gone (deleted, or expired by TTL): nothing starts while a pod of it
+    // still writes into the volume. Checked before anything else looks at who uses the source:
+    // an orphaned populator pod no longer looks like the driver's own.
+    const alive = record?.jobUid ? await this.d.jobs.livePods(record.jobNamespace, record.jobUid) : [];
+    if (record && alive.length > 0) {
+      return { running: `populator Job ${record.jobNamespace}/${record.jobName} was deleted; waiting for its pod ${alive[0]!.metadata?.name} to stop before starting again` };
+    }
     const waiting = await this.cleanupPending(spec.ref);
     if (waiting) return { running: waiting };
     const outcome = await planClone(this.d.client, spec, await this.d.records.ownPodFilter());
@@ -90,12 +97,7 @@ export class Cloner {
         mode,
       });
     } else if (record.jobUid || record.jobNamespace !== namespace) {
-      // Its Job is gone (deleted, or expired by TTL): a new attempt under a new name, once no
-      // pod of the old one still writes into the volume.
-      const alive = record.jobUid ? await this.d.jobs.livePods(record.jobNamespace, record.jobUid) : [];
-      if (alive.length > 0) {
-        return { running: `populator Job ${record.jobNamespace}/${record.jobName} was deleted; waiting for its pod ${alive[0]!.metadata?.name} to stop before starting again` };
-      }
+      // Its Job is gone and no pod of it runs (checked above): a new attempt under a new name.
       record = await this.d.records.renew(dir, record, namespace, mode);
     }
     return this.createJob(record, plan);
