@@ -458,16 +458,35 @@ pgr_clean_pgdata() {
     -o \( -type s -name '.s.PGSQL.*' -exec rm -f -- {} + \)
 }
 
-pgr_count() { # dirs... -> "files bytes"
-  echo "$(find "$@" -type f | wc -l) $(du -scb "$@" | tail -n 1 | cut -f1)"
+# Durability without syncfs (which would flush every neighbour's dirty data, the live source's
+# included): one walk of the staged result fsyncs each regular file and directory the clone wrote
+# (coreutils sync with operands: fsync per operand) and counts files and bytes on the way.
+# Per file and directory, because btrfs logs each fsynced inode on its own; on XFS the first fsync
+# forces the log up to that inode's last transaction and the rest find theirs already on disk.
+# PGR_DURABILITY=syncfs (a benchmark control only) syncs the whole filesystem instead, as before.
+pgr_durable_count() { # dirs... -> PGR_FILES, PGR_BYTES
+  local kind size
+  local -a fsync=(-exec sync -- {} +)
+  if [ "\${PGR_DURABILITY:-}" = syncfs ]; then fsync=(); fi
+  PGR_FILES=0 PGR_BYTES=0
+  if ! find "$@" \( -type f -o -type d \) -printf '%y %s\n' "\${fsync[@]}" >"$PGR_WORK/walk" 2>"$PGR_WORK/walk.err"; then
+    pgr_fail "could not make the clone durable (fsync of its files): $(head -n 1 "$PGR_WORK/walk.err")"
+  fi
+  while read -r kind size; do
+    if [ "$kind" = f ]; then PGR_FILES=$((PGR_FILES + 1)) PGR_BYTES=$((PGR_BYTES + size)); fi
+  done <"$PGR_WORK/walk"
+  if [ "\${PGR_DURABILITY:-}" = syncfs ]; then sync -f "$1"; fi
 }
 
+# The marker goes last and durably: fsync of the marker, then of the volume directory, which holds
+# the marker's and the result's new names (renamed in before it). Only then is success reported.
 pgr_publish_marker() { # json
   printf '%s\n' "$1" >"$PGR_STAGE/result.json"
   chmod 0644 "$PGR_STAGE/result.json"
   pgr_chown "$PGR_STAGE/result.json"
+  if [ "\${PGR_DURABILITY:-}" != syncfs ]; then sync -- "$PGR_STAGE/result.json"; fi
   mv -T "$PGR_STAGE/result.json" "$PGR_VOLUME_DIR/${POPULATED_MARKER}"
-  sync -f "$PGR_VOLUME_DIR"
+  if [ "\${PGR_DURABILITY:-}" = syncfs ]; then sync -f "$PGR_VOLUME_DIR"; else sync -- "$PGR_VOLUME_DIR"; fi
   printf '%s\n' "$1" >&4
 }
 
@@ -592,7 +611,7 @@ SQL
 }
 
 pgr_online() {
-  local src=$PGR_SOURCE_PGDATA p=$PGR_STAGE/pgdata slot rc=0 start_lsn stop_lsn timeline t_start t_started from files bytes count rel
+  local src=$PGR_SOURCE_PGDATA p=$PGR_STAGE/pgdata slot rc=0 start_lsn stop_lsn timeline t_start t_started from rel
   if [ "$(stat -c %u "$src")" != "$PGR_UID" ]; then
     pgr_fail "source PGDATA $src is owned by uid $(stat -c %u "$src"), not PGR_UID=$PGR_UID"
   fi
@@ -638,18 +657,17 @@ pgr_online() {
   while read -r _ _ rel; do
     if [[ $rel != pgdata/* && " \${tops[*]} " != *" \${rel%%/*} "* ]]; then tops+=("\${rel%%/*}"); fi
   done <"$PGR_WORK/tablespaces"
-  read -r files bytes <<<"$(pgr_count "$p" "\${tops[@]/#/$PGR_STAGE/}")"
-  sync -f "$p"
+  pgr_durable_count "$p" "\${tops[@]/#/$PGR_STAGE/}"
   for rel in "\${tops[@]}"; do pgr_rename_into_place "$PGR_STAGE/$rel" "$PGR_VOLUME_DIR/$rel"; done
   pgr_rename_into_place "$p" "$PGR_VOLUME_DIR/pgdata"
   pgr_publish_marker "$(printf '{"mode":"online","label":"%s","startLsn":"%s","stopLsn":"%s","timeline":%d,"backupFrom":"%s","files":%d,"bytes":%d,"seconds":%s,"checkpointSeconds":%s,"copySeconds":%s,"walSeconds":%s}' \
-    "$PGR_LABEL" "$start_lsn" "$stop_lsn" "$timeline" "$from" "$files" "$bytes" \
+    "$PGR_LABEL" "$start_lsn" "$stop_lsn" "$timeline" "$from" "$PGR_FILES" "$PGR_BYTES" \
     "$(pgr_secs $(($(date +%s%N) - PGR_T0)))" "$(pgr_secs $((t_started - t_start)))" \
     "$(pgr_secs "$(cat copy.ns)")" "$(pgr_secs "$(cat wal.ns)")")"
 }
 
 pgr_plain() {
-  local src=$PGR_SOURCE_DIR v=$PGR_STAGE/volume e t0 copy_ns files bytes pid
+  local src=$PGR_SOURCE_DIR v=$PGR_STAGE/volume e t0 copy_ns pid
   pgr_probe_reflink "$src" "$PGR_STAGE"
   mkdir "$v"
   pgr_enter_source
@@ -670,16 +688,15 @@ pgr_plain() {
   pgr_relink_tablespaces pgdata "$v/pgdata" "$v" link
   cd /
   pgr_audit_links "$v"
-  read -r files bytes <<<"$(pgr_count "$v")"
   pgr_chown "$PGR_VOLUME_DIR"
-  sync -f "$v"
+  pgr_durable_count "$v"
   for e in "$v"/*; do
     if [ "\${e##*/}" != pgdata ]; then pgr_rename_into_place "$e" "$PGR_VOLUME_DIR/\${e##*/}"; fi
   done
   # pgdata last: its presence means the rest is there.
   if [ -e "$v/pgdata" ]; then pgr_rename_into_place "$v/pgdata" "$PGR_VOLUME_DIR/pgdata"; fi
   pgr_publish_marker "$(printf '{"mode":"plain","label":"%s","startLsn":null,"stopLsn":null,"timeline":null,"backupFrom":null,"files":%d,"bytes":%d,"seconds":%s,"checkpointSeconds":0,"copySeconds":%s,"walSeconds":0}' \
-    "$PGR_LABEL" "$files" "$bytes" "$(pgr_secs $(($(date +%s%N) - PGR_T0)))" "$(pgr_secs "$copy_ns")")"
+    "$PGR_LABEL" "$PGR_FILES" "$PGR_BYTES" "$(pgr_secs $(($(date +%s%N) - PGR_T0)))" "$(pgr_secs "$copy_ns")")"
 }
 
 pgr_main() {
