@@ -79,11 +79,30 @@ describeWithRealParts('a clone survives a crash of its XFS right after it was re
     await run('xfs_io', ['-x', '-c', 'shutdown', fs.mountPoint]);
     await stopSourceAfterShutdown(postmaster);
     await stopDriver();
-    const under = (await readMounts()).map((m) => m.mountPoint).filter((p) => p.startsWith(`${fs.base}/`));
-    for (const target of under.sort((a, b) => b.length - a.length)) await run('umount', [target], { timeoutMs: 60_000 });
+    await unmountAll();
     await run('mount', ['-o', 'loop', fs.image, fs.mountPoint], { timeoutMs: 60_000 });
     await startDriver();
     await startSource();
+  }
+
+  /** Everything mounted under the test's directory, deepest first; a populator still exiting may keep it busy for a moment. */
+  async function unmountAll(): Promise<void> {
+    const mounted = async () => (await readMounts()).map((m) => m.mountPoint).filter((p) => p.startsWith(`${fs.base}/`));
+    const deadline = Date.now() + 30_000;
+    for (let left = await mounted(); left.length > 0; left = await mounted()) {
+      if (Date.now() > deadline) throw new Error(`still mounted after the crash: ${left.join(', ')}`);
+      for (const target of left.sort((a, b) => b.length - a.length)) await run('umount', [target], { okCodes: [32], timeoutMs: 60_000 });
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // The filesystem itself goes only when its last user lets go (a process still exiting, a copy of
+    // the mount elsewhere); mounting the image before that would give back the same shut-down one.
+    // Its loop device is detached (autoclear) at that moment.
+    for (;;) {
+      const attached = (await run('losetup', ['-j', fs.image])).stdout.trim();
+      if (!attached) return;
+      if (Date.now() > deadline) throw new Error(`the shut-down filesystem is still in use: ${attached}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 
   const cloneRequest = (name: string) => ({
