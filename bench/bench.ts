@@ -98,11 +98,11 @@ async function machine(): Promise<Record<string, unknown>> {
   };
 }
 
-async function resultsFile(opts: BenchOptions): Promise<string> {
+async function resultsFile(opts: BenchOptions, suffix = ''): Promise<string> {
   await mkdir(opts.resultsDir, { recursive: true });
   const now = new Date();
   const date = now.toISOString().slice(0, 10);
-  const base = join(opts.resultsDir, `${date}${opts.quick ? '-quick' : ''}`);
+  const base = join(opts.resultsDir, `${date}${opts.quick ? '-quick' : ''}${suffix}`);
   return existsSync(`${base}.json`) ? `${base}-${now.toISOString().slice(11, 19).replaceAll(':', '')}.json` : `${base}.json`;
 }
 
@@ -163,7 +163,7 @@ async function main(): Promise<number> {
 
 /** `--overhead N`: the phase breakdown alone. */
 async function mainOverhead(opts: BenchOptions): Promise<number> {
-  const file = (await resultsFile(opts)).replace(/\.json$/, '-overhead.json');
+  const file = await resultsFile(opts, '-overhead');
   const cleanup = new Cleanup();
   const stopListening = cleanupOnSignals(() => cleanup, say);
   const doc: Record<string, unknown> = {
