@@ -14,6 +14,7 @@ import { ensurePrerequisites } from '../demo/prerequisites.js';
 import { Cleanup, cleanupOnSignals } from '../testbed/scenario-cleanup.js';
 import { databaseBytes, setupScenario, startLoad, treeSize } from '../testbed/scenario.js';
 import { parseOptions, type BenchOptions } from './options.js';
+import { overheadTable, runOverhead } from './overhead.js';
 import { afterCostTable, mainTable, targetLines, targets, type ScaleResult } from './report.js';
 import { runTrial, type TrialContext, type TrialSpec } from './trial.js';
 
@@ -97,17 +98,18 @@ async function machine(): Promise<Record<string, unknown>> {
   };
 }
 
-async function resultsFile(opts: BenchOptions): Promise<string> {
+async function resultsFile(opts: BenchOptions, suffix = ''): Promise<string> {
   await mkdir(opts.resultsDir, { recursive: true });
   const now = new Date();
   const date = now.toISOString().slice(0, 10);
-  const base = join(opts.resultsDir, `${date}${opts.quick ? '-quick' : ''}`);
+  const base = join(opts.resultsDir, `${date}${opts.quick ? '-quick' : ''}${suffix}`);
   return existsSync(`${base}.json`) ? `${base}-${now.toISOString().slice(11, 19).replaceAll(':', '')}.json` : `${base}.json`;
 }
 
 async function main(): Promise<number> {
   const opts = parseOptions(process.argv.slice(2));
   await ensurePrerequisites(say);
+  if (opts.overhead) return mainOverhead(opts);
   const file = await resultsFile(opts);
   const failures: Failure[] = [];
   const scales: ScaleResult[] = [];
@@ -157,6 +159,41 @@ async function main(): Promise<number> {
   for (const f of failures) console.log(`FAILURE s=${f.scale} ${f.step}: ${f.error}`);
   console.log(`results: ${file}; ${(doc.seconds as number / 60).toFixed(1)} min`);
   return failures.length ? 1 : 0;
+}
+
+/** `--overhead N`: the phase breakdown alone. */
+async function mainOverhead(opts: BenchOptions): Promise<number> {
+  const file = await resultsFile(opts, '-overhead');
+  const cleanup = new Cleanup();
+  const stopListening = cleanupOnSignals(() => cleanup, say);
+  const doc: Record<string, unknown> = {
+    startedAt: new Date().toISOString(),
+    command: `node dist/bench/bench.js ${process.argv.slice(2).join(' ')}`.trim(),
+    machine: await machine(),
+    options: opts,
+  };
+  let failed = false;
+  try {
+    const result = await runOverhead({ scale: opts.scales[0]!, perDurability: opts.overhead, cleanup, say });
+    doc.overhead = result;
+    console.log(`\n## Where a clone's time goes: s=${result.scale}, ${(result.pgdataBytes / 1e9).toFixed(2)} GB PGDATA in ${result.pgdataFiles} files, under pgbench -c 4 -j 2\n`);
+    console.log(overheadTable(result));
+    console.log(`\n${result.verified}`);
+  } catch (err) {
+    failed = true;
+    doc.failure = (err as Error).message;
+    say(`overhead FAILED: ${(err as Error).stack ?? (err as Error).message}`);
+  }
+  for (const problem of await cleanup.run()) {
+    failed = true;
+    say(`cleanup: ${problem}`);
+  }
+  stopListening();
+  doc.finishedAt = new Date().toISOString();
+  doc.seconds = (performance.now() - started) / 1000;
+  await writeFile(file, JSON.stringify(doc, null, 2) + '\n');
+  console.log(`results: ${file}; ${((doc.seconds as number) / 60).toFixed(1)} min`);
+  return failed ? 1 : 0;
 }
 
 process.exit(await main().catch((err: Error) => {

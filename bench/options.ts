@@ -10,15 +10,19 @@ export interface BenchOptions {
   cowSizes: number[];
   /** Where the JSON goes. */
   resultsDir: string;
+  /** Only the phase breakdown: this many clones per durability path (fsync, and syncfs as the control); 0 = the full bench. */
+  overhead: number;
 }
 
-const USAGE = `usage: node dist/bench/bench.js [--scales 150,600] [--quick] [--after S] [--before S] [--cow 8k,64k] [--results DIR]
+const USAGE = `usage: node dist/bench/bench.js [--scales 150,600] [--quick] [--after S] [--before S] [--cow 8k,64k] [--results DIR] [--overhead N]
   --scales   pgbench scales to measure (150 ≈ 3.5 GB PGDATA, 600 ≈ 10.5 GB); default 150,600
   --quick    smoke run: scale 20, 10 s windows, one cowextsize
   --after    seconds of load measured after each copy (default 30)
   --before   seconds of load measured before each copy (default 10)
   --cow      XFS cowextsize hints to try on the source (default 8k,64k)
-  --results  directory for the JSON (default bench/results)`;
+  --results  directory for the JSON (default bench/results)
+  --overhead only the phase breakdown (checkpoint / copy / WAL / other): N clones made durable by fsync
+             alternating with N by syncfs (the old way, as a control), at the first of --scales (default 20)`;
 
 const bytes = (v: string) => {
   const m = /^(\d+)([km]?)$/i.exec(v.trim());
@@ -36,6 +40,7 @@ export function parseOptions(argv: string[]): BenchOptions {
     settleS: quick ? 5 : 10,
     cowSizes: quick ? [8192] : [8192, 65536],
     resultsDir: 'bench/results',
+    overhead: 0,
   };
   for (let i = 0; i < argv.length; i++) {
     const value = () => {
@@ -58,6 +63,11 @@ export function parseOptions(argv: string[]): BenchOptions {
         break;
       case '--cow':
         o.cowSizes = value().split(',').map(bytes);
+        break;
+      case '--overhead':
+        o.overhead = Number(value());
+        if (!Number.isInteger(o.overhead) || o.overhead < 1) throw new Error(`--overhead takes a positive integer\n${USAGE}`);
+        if (!argv.includes('--scales')) o.scales = [20];
         break;
       case '--results':
         o.resultsDir = value();

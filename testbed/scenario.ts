@@ -164,12 +164,12 @@ function cloneReport(context: Record<string, string>): CloneReport {
 }
 
 /** A clone of the source through CSI (CreateVolume with volume_content_source), timed end to end. */
-export async function cloneViaCsi(s: Scenario, name = `clone-${++s.seq}`): Promise<Clone> {
+export async function cloneViaCsi(s: Scenario, name = `clone-${++s.seq}`, parameters: Record<string, string> = {}): Promise<Clone> {
   const request = {
     name,
     volume_capabilities: [mountCap],
     capacity_range: { required_bytes: 1024 ** 3 },
-    parameters: { 'standalone.user': 'streaming_replica' },
+    parameters: { 'standalone.user': 'streaming_replica', ...parameters },
     volume_content_source: { volume: { volume_id: s.source.volume.volume_id } },
   };
   // Registered before the call: an interrupted population is cancelled by DeleteVolume.

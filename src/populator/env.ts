@@ -27,6 +27,8 @@ export type PopulatorEnv = {
   PGR_CRASH_CONSISTENT?: '1';
   /** Scratch space: the script makes `pgr-populate.XXXXXX/` in it (removed on success, kept with its `log` on failure); default: inside the staging directory. */
   PGR_WORK_DIR?: string;
+  /** Benchmark control only: `syncfs` makes the result durable the old way, `sync -f` of the whole filesystem, instead of fsync of what the clone wrote. */
+  PGR_DURABILITY?: 'syncfs';
 };
 
 export interface PopulatorOptions {
@@ -46,6 +48,8 @@ export interface PopulatorOptions {
   serverStopped?: boolean;
   /** plain: the copy may be crash-consistent (the StorageClass allowed it). */
   crashConsistent?: boolean;
+  /** Benchmark control only (see PGR_DURABILITY). */
+  durability?: 'fsync' | 'syncfs';
 }
 
 /** Builds the script's environment; throws on values the script would refuse. */
@@ -75,5 +79,6 @@ export function populatorEnv(opts: PopulatorOptions): PopulatorEnv {
   }
   if (opts.serverStopped) env.PGR_SERVER_STOPPED = 'verified';
   if (opts.crashConsistent) env.PGR_CRASH_CONSISTENT = '1';
+  if (opts.durability === 'syncfs') env.PGR_DURABILITY = 'syncfs';
   return env;
 }

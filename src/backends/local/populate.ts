@@ -225,6 +225,8 @@ export class LocalPopulator {
       workDir: job.outDir,
       sourceIdentity: identityOf(copied),
       serverStopped: !server,
+      // The bench's control for the old whole-filesystem sync; any other value keeps fsync.
+      durability: spec.parameters['standalone.durability'] === 'syncfs' ? 'syncfs' : 'fsync',
     });
     const path = await pathFor(server ? copied.path : undefined);
     // Last check before anything runs: the source is still the directory resolved above.
