@@ -674,7 +674,12 @@ pgr_online() {
   while read -r _ _ rel; do
     if [[ $rel != pgdata/* && " \${tops[*]} " != *" \${rel%%/*} "* ]]; then tops+=("\${rel%%/*}"); fi
   done <"$PGR_WORK/tablespaces"
+  # The WAL is copied with --reflink=auto (walStorage may be another filesystem): its segments may
+  # hold data this script wrote, so they are fsynced like backup_label.
   PGR_WRITTEN=("$p/backup_label")
+  for f in "$p"/pg_wal/*; do
+    if [ -f "$f" ] && [ ! -L "$f" ]; then PGR_WRITTEN+=("$f"); fi
+  done
   pgr_durable_count "$p" "\${tops[@]/#/$PGR_STAGE/}"
   for rel in "\${tops[@]}"; do pgr_rename_into_place "$PGR_STAGE/$rel" "$PGR_VOLUME_DIR/$rel"; done
   pgr_rename_into_place "$p" "$PGR_VOLUME_DIR/pgdata"
