@@ -25,3 +25,14 @@ export function cowExtentParameter(parameters: Record<string, string>): number |
   const hint = parameters[PARAM_COW_EXTENT_SIZE];
   return hint ? parseCowExtentSize(hint) : undefined;
 }
+
+/** StorageClass parameter: clone a CloudNativePG primary's PVC from a healthy replica of the same Cluster instead. */
+export const PARAM_PREFER_STANDBY = 'preferStandby';
+
+/** `preferStandby`: exactly "true" or "false" (absent: false); anything else is refused before anything is made. */
+export function preferStandbyParameter(parameters: Record<string, string>): boolean {
+  const value = parameters[PARAM_PREFER_STANDBY];
+  if (value === undefined || value === 'false') return false;
+  if (value === 'true') return true;
+  throw invalidArgument(`${PARAM_PREFER_STANDBY} ${JSON.stringify(value.slice(0, 100))} must be "true" or "false"`);
+}

@@ -32,10 +32,17 @@ export interface CopyReport {
   walSeconds: number;
 }
 
+/** A clone that preferStandby redirected: the replica instance cloned, the primary asked for, and the source as requested. */
+export interface StandbyRedirect {
+  replica: string;
+  primary: string;
+  requested: { description: string; volumeId: string };
+}
+
 /** Where a clone came from: its source (as described to users, and its id) and its node. */
 export interface CloneOrigin {
   ref: { node: string };
-  source: { description: string; ref: { volumeId: string } };
+  source: { description: string; ref: { volumeId: string }; standby?: StandbyRedirect };
 }
 
 /** The volume_context of a populated clone: where it came from and what the copy was (same on every call). */
@@ -50,6 +57,12 @@ export function cloneContext(clone: CloneOrigin, mode: 'online' | 'plain', repor
     [`${KEY}files`]: String(report.files),
     [`${KEY}bytes`]: String(report.bytes),
   };
+  const standby = clone.source.standby;
+  if (standby) {
+    context[`${KEY}clonedInstance`] = standby.replica;
+    context[`${KEY}standbyFor`] = standby.primary;
+    context[`${KEY}requestedSource`] = standby.requested.description;
+  }
   if (mode === 'online') {
     context[`${KEY}startLsn`] = report.startLsn ?? '';
     context[`${KEY}stopLsn`] = report.stopLsn ?? '';

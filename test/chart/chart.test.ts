@@ -153,7 +153,7 @@ describeWithRealParts('the chart rendered by the real helm', [components('helm',
       const local = one(def, 'StorageClass', 'pg-reflinker-local');
       expect(clone).toMatchObject({
         provisioner: DRIVER_NAME, volumeBindingMode: 'Immediate', reclaimPolicy: 'Retain',
-        allowVolumeExpansion: false, parameters: { allowCrashConsistent: 'false' },
+        allowVolumeExpansion: false, parameters: { allowCrashConsistent: 'false', preferStandby: 'true' },
       });
       expect(local).toMatchObject({
         provisioner: DRIVER_NAME, volumeBindingMode: 'WaitForFirstConsumer', allowVolumeExpansion: false,
@@ -429,7 +429,7 @@ describeWithRealParts('the chart rendered by the real helm', [components('helm',
       expect(sc).toMatchObject({
         metadata: { name: 'db-clones', annotations: { 'storageclass.kubernetes.io/is-default-class': 'false' } },
         provisioner: DRIVER_NAME, reclaimPolicy: 'Delete', volumeBindingMode: 'Immediate',
-        parameters: { allowCrashConsistent: 'true' },
+        parameters: { allowCrashConsistent: 'true', preferStandby: 'false' },
       });
     });
 

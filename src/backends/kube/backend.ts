@@ -60,7 +60,7 @@ export class KubeBackend implements VolumeBackend<KubeSourceVolume> {
   }
 
   describeSource(ref: VolumeRef, parameters: Record<string, string>): Promise<KubeSourceVolume> {
-    return describeSource(this.opts.client, this.opts.settings.namespacePath, ref, parameters);
+    return describeSource(this.opts.client, this.opts.settings.namespacePath, ref, parameters, this.records);
   }
 
   ensureClone(spec: CloneSpec<KubeSourceVolume>): Promise<CloneState> {

@@ -93,6 +93,7 @@ export class Cloner {
         volumeId: spec.ref.volumeId,
         capacityBytes: spec.capacityBytes,
         sourceVolumeId: spec.source.ref.volumeId,
+        ...(spec.source.standby ? { requestedSourceVolumeId: spec.source.standby.requested.volumeId } : {}),
         jobNamespace: namespace,
         mode,
       });
@@ -135,6 +136,8 @@ export class Cloner {
     }
     this.d.log.info('job created', { job: `${record.jobNamespace}/${record.jobName}`, node: spec.ref.node });
     const updated = await this.d.records.setJobUid(dir, record, job.metadata!.uid!);
+    const standby = standbyMessage(spec.source);
+    if (standby) await this.d.events.onPvc(spec.source.kube.clonePvc, { type: 'Normal', reason: 'PreferStandby', instance: job.metadata!.uid!, message: standby });
     await this.d.events.onPvc(spec.source.kube.clonePvc, {
       type: 'Normal',
       reason: 'Populating',
@@ -232,6 +235,13 @@ function recordedResult(recorded: string): PopulatorResult {
   } catch {
     return JSON.parse(recorded) as PopulatorResult;
   }
+}
+
+/** What preferStandby decided for this attempt, when it had a primary to decide about. */
+function standbyMessage(source: KubeSourceVolume): string | undefined {
+  if (source.standby) return `cloning replica ${source.standby.replica} instead of primary ${source.standby.primary}: preferStandby`;
+  if (source.standbyDeclined) return `cloning primary ${source.standbyDeclined.primary}: preferStandby found no replica to clone instead: ${source.standbyDeclined.why}`;
+  return undefined;
 }
 
 function describePlan({ copy }: ClonePlan): string {

@@ -26,6 +26,8 @@ export interface CloneRecord {
   volumeId: string;
   capacityBytes: number;
   sourceVolumeId: string;
+  /** The source CreateVolume named, when preferStandby copies another volume (a replica's) instead. */
+  requestedSourceVolumeId?: string;
   jobNamespace: string;
   jobName: string;
   jobUid?: string;
@@ -34,7 +36,7 @@ export interface CloneRecord {
   result?: string;
 }
 
-export type NewCloneRecord = Pick<CloneRecord, 'volumeName' | 'volumeId' | 'capacityBytes' | 'sourceVolumeId' | 'jobNamespace' | 'mode'>;
+export type NewCloneRecord = Pick<CloneRecord, 'volumeName' | 'volumeId' | 'capacityBytes' | 'sourceVolumeId' | 'requestedSourceVolumeId' | 'jobNamespace' | 'mode'>;
 
 const ROLE = 'clone-record';
 
@@ -46,6 +48,7 @@ const KEYS = {
   volumeId: 'volume-id',
   capacityBytes: 'capacity-bytes',
   sourceVolumeId: 'source-volume-id',
+  requestedSourceVolumeId: 'requested-source-volume-id',
   jobNamespace: 'job-namespace',
   jobName: 'job-name',
   jobUid: 'job-uid',
@@ -64,6 +67,7 @@ function fromConfigMap(cm: V1ConfigMap): CloneRecord {
     volumeId: d[KEYS.volumeId] ?? '',
     capacityBytes: Number(d[KEYS.capacityBytes] ?? 0),
     sourceVolumeId: d[KEYS.sourceVolumeId] ?? '',
+    ...(d[KEYS.requestedSourceVolumeId] ? { requestedSourceVolumeId: d[KEYS.requestedSourceVolumeId] } : {}),
     jobNamespace: d[KEYS.jobNamespace] ?? '',
     jobName: d[KEYS.jobName] ?? '',
     ...(d[KEYS.jobUid] ? { jobUid: d[KEYS.jobUid] } : {}),

@@ -1,18 +1,31 @@
 import type { V1PersistentVolume, V1PersistentVolumeClaim } from '@kubernetes/client-node';
 import type { SourceVolume } from '../../../controller/backend.js';
 import { failedPrecondition, invalidArgument, notFound } from '../../../csi/errors.js';
-import { InvalidVolumeId, parseVolumeId, type VolumeRef } from '../../../volume/id.js';
+import { preferStandbyParameter } from '../../../controller/parameters.js';
+import type { StandbyRedirect } from '../../../volume/context.js';
+import { InvalidVolumeId, dirForName, parseVolumeId, type VolumeRef } from '../../../volume/id.js';
 import { kubeCall, orNone, type KubeClient } from '../api/client.js';
 import { isNamespaceName, isObjectName, type ObjectRef } from '../api/names.js';
 import { handleOf, isOurs, pvByHandle, pvCapacity } from '../api/volumes.js';
 import { PARAM_PVC_NAME, PARAM_PVC_NAMESPACE } from '../constants.js';
 import { findPlaceholderTarget, placeholderTarget, requireConsent } from './namespace-path.js';
+import type { CloneRecords } from './record.js';
+import { decideStandby } from './standby.js';
 
 // A clone's source, resolved once per CreateVolume: source volume id → its PV → the PVC bound to
 // it (for a placeholder, the real source PVC in the namespace path, with the consent checked).
-// Who uses the source, and so how it is copied, is the plan's part (plan.ts).
+// Who uses the source, and so how it is copied, is the plan's part (plan.ts). Under
+// preferStandby a primary's PVC is swapped here for a replica's (standby.ts), before the clone is
+// placed: the clone lives where the copied volume lives.
+
+/** The sidecar's name for the clone's PV (--extra-create-metadata): the clone's own volume name. */
+const PARAM_PV_NAME = 'csi.storage.k8s.io/pv/name';
 
 export interface KubeSourceVolume extends SourceVolume {
+  /** Set when preferStandby took a replica's PVC instead of the primary's. */
+  standby?: StandbyRedirect;
+  /** Set when preferStandby found no replica for a primary's PVC: the primary and why. */
+  standbyDeclined?: { primary: string; why: string };
   kube: {
     namespace: string;
     pvc: string;
@@ -45,7 +58,51 @@ async function claimOf(client: KubeClient, pv: V1PersistentVolume, what: string)
   return pvc;
 }
 
-export async function describeSource(client: KubeClient, namespacePath: readonly string[], ref: VolumeRef, parameters: Record<string, string>): Promise<KubeSourceVolume> {
+export async function describeSource(
+  client: KubeClient,
+  namespacePath: readonly string[],
+  ref: VolumeRef,
+  parameters: Record<string, string>,
+  records: CloneRecords,
+): Promise<KubeSourceVolume> {
+  const preferStandby = preferStandbyParameter(parameters);
+  const requested = await describeRequested(client, namespacePath, ref, parameters);
+  if (!preferStandby) return requested;
+  return kubeCall(`choosing a replica for source volume ${ref.volumeId} (preferStandby)`, () => standbySource(client, records, requested, parameters));
+}
+
+/**
+ * The volume to copy under preferStandby. A clone whose record exists keeps the source recorded
+ * with it: a retried CreateVolume copies what the first call chose, even if the replica stopped
+ * qualifying since (its Job may be running), and never starts a second Job elsewhere. The record
+ * is found by the clone's volume name, which only the sidecar passes; without it nothing is
+ * redirected.
+ */
+async function standbySource(client: KubeClient, records: CloneRecords, requested: KubeSourceVolume, parameters: Record<string, string>): Promise<KubeSourceVolume> {
+  const name = parameters[PARAM_PV_NAME];
+  if (!name) return requested;
+  const record = await records.get(dirForName(name));
+  if (record && record.volumeName === name) {
+    if (record.requestedSourceVolumeId !== requested.ref.volumeId || record.sourceVolumeId === requested.ref.volumeId) return requested;
+    const recorded = parseVolumeId(record.sourceVolumeId);
+    const pv = await pvByHandle(client, recorded.volumeId, recorded.dir);
+    if (!pv) throw failedPrecondition(`volume ${name} was started from replica volume ${record.sourceVolumeId} (preferStandby), which no longer exists`);
+    const claim = await claimOf(client, pv, `replica volume ${record.sourceVolumeId}`);
+    return redirected(requested, sourceOf(recorded, pv, claim, requested.kube.clonePvc), requested.kube.pvc);
+  }
+  const decision = await decideStandby(client, requested);
+  if (decision.kind === 'not-applicable') return requested;
+  if (decision.kind === 'declined') return { ...requested, standbyDeclined: { primary: decision.primary, why: decision.why } };
+  const { ref, pv, pvc } = decision.volume;
+  return redirected(requested, sourceOf(ref, pv, pvc, requested.kube.clonePvc), decision.primary);
+}
+
+/** The replica's volume as the source, remembering what was asked for (CloudNativePG names an instance's PG_DATA PVC after it). */
+function redirected(requested: KubeSourceVolume, replica: KubeSourceVolume, primary: string): KubeSourceVolume {
+  return { ...replica, standby: { replica: replica.kube.pvc, primary, requested: { description: requested.description, volumeId: requested.ref.volumeId } } };
+}
+
+async function describeRequested(client: KubeClient, namespacePath: readonly string[], ref: VolumeRef, parameters: Record<string, string>): Promise<KubeSourceVolume> {
   return kubeCall(`resolving source volume ${ref.volumeId}`, async () => {
     const pv = await pvByHandle(client, ref.volumeId, ref.dir);
     if (!pv) throw notFound(`source volume ${ref.volumeId} does not exist (no pg-reflinker PersistentVolume has this handle)`);
