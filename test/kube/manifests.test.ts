@@ -156,6 +156,24 @@ describe('cleanup Job manifest', () => {
   });
 });
 
+describe('deadlines and kubelet expansion in every Job', () => {
+  const cleanup = (hostPathPrefix: string) =>
+    cleanupJob({ volumeId: 'node-b/pvc-x', node: 'node-b', dir: 'pvc-x', namespace: 'pg-reflinker', image: 'i', hostPathPrefix, serviceAccountName: 'jobs', ttlSecondsAfterFinished: 3600, activeDeadlineSeconds: 600 });
+
+  test('the pod has the deadline too: a pod orphaned from its Job (delete --cascade=orphan) still ends', () => {
+    expect(populateJob(base).spec!.template.spec!.activeDeadlineSeconds).toBe(21600);
+    expect(cleanup('/var/lib/pg-reflinker').spec!.template.spec!.activeDeadlineSeconds).toBe(600);
+  });
+
+  test("the cleanup's args reach the program unchanged by kubelet's $(VAR) and $$ expansion", () => {
+    const prefix = '/srv/a$$b/$(HOME)/c$';
+    const c = cleanup(prefix).spec!.template.spec!.containers[0]!;
+    expect(c.args!.map((arg) => expand(arg, { HOME: '/root' }))).toEqual(['cleanup', '--root', prefix, '--volume-id', 'node-b/pvc-x']);
+    // Mount paths and hostPath are not expanded by kubelet: they stay as written.
+    expect(c.volumeMounts).toEqual([{ name: 'prefix', mountPath: prefix }]);
+  });
+});
+
 describe('populator wrapper (bash)', () => {
   const run = (script: string, extraEnv: Record<string, string> = {}) => {
     const dir = mkdtempSync(join(tmpdir(), 'pgr-wrap-'));

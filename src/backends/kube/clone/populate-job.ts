@@ -21,6 +21,7 @@ import {
 } from '../constants.js';
 import { volumeKey } from '../../../volume/id.js';
 import type { ObjectRef } from '../api/names.js';
+import { kubeletLiteral } from '../api/kubelet-literal.js';
 import { pinnedJob, rootWith } from '../api/pinned-job.js';
 import type { KubeSettings } from '../settings.js';
 import type { ClonePlan } from './plan.js';
@@ -120,12 +121,6 @@ fi
 exit "$rc"
 `;
 
-/**
- * `text` as kubelet passes it on: kubelet expands `$(VAR)` in a container's command, args and
- * env values and turns `$$` into `$`, so a script carried there must have every `$` doubled to
- * reach the shell unchanged (the populator's `$$` and SQL `DO $$ ... $$` would break otherwise).
- */
-export const kubeletLiteral = (text: string): string => text.replace(/\$/g, '$$$$');
 
 const PREPARE_SCRIPT = 'set -eu; chown "$PGR_UID:$PGR_GID" "$PGR_VOLUME_DIR"; chmod 0700 "$PGR_VOLUME_DIR"';
 
