@@ -74,7 +74,7 @@ export class Cloner {
     // The record's Job is gone (deleted, or expired by TTL): nothing starts while a pod of it
     // still writes into the volume. Checked before anything else looks at who uses the source:
     // an orphaned populator pod no longer looks like the driver's own.
-    const alive = record?.jobUid ? await this.d.jobs.livePods(record.jobNamespace, record.jobUid) : [];
+    const alive = record ? await this.d.jobs.livePodsOf(record.jobNamespace, record.jobName, record.jobUid) : [];
     if (record && alive.length > 0) {
       return { running: `populator Job ${record.jobNamespace}/${record.jobName} was deleted; waiting for its pod ${alive[0]!.metadata?.name} to stop before starting again` };
     }
