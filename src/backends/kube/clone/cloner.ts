@@ -80,6 +80,12 @@ export class Cloner {
     }
     const waiting = await this.cleanupPending(spec.ref);
     if (waiting) return { running: waiting };
+    // Another clone's populator orphaned from its Job reads the source (and may still copy):
+    // wait for it rather than take it for a foreign user of the source.
+    const orphans = await this.d.records.orphanedPopulators(spec.source.kube.namespace, spec.source.kube.pvc);
+    if (orphans.length > 0) {
+      return { running: `populator pod ${orphans[0]!.metadata?.namespace}/${orphans[0]!.metadata?.name} of another clone of ${spec.source.description} lost its Job; waiting for it to stop` };
+    }
     const outcome = await planClone(this.d.client, spec, await this.d.records.ownPodFilter());
     if ('wait' in outcome) return { running: outcome.wait };
     const { plan } = outcome;
