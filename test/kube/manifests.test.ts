@@ -214,6 +214,26 @@ describe('populator wrapper (bash)', () => {
     expect(message).toBe('pg-reflinker populate: interrupted by SIGTERM\n');
   });
 
+  test("a populator that ends with status 0 as the kubelet's SIGTERM arrives: the wrapper reports 0 and its result, not 143", () => {
+    // The signal interrupts the wrapper's wait; when bash reaps the child meanwhile, a later
+    // `wait` does not always give its status back (bash 5.2). Which comes first is a race, so
+    // the case is run 20 times: a wrapper that loses the status fails some of them (~40% each here).
+    const dir = mkdtempSync(join(tmpdir(), 'pgr-wrap-'));
+    const term = join(dir, 'termination-log');
+    const script = "trap 'exit 0' TERM; echo '{\"mode\":\"plain\"}'; kill -TERM 1; exit 0";
+    const outcomes = new Set<string>();
+    for (let i = 0; i < 20; i++) {
+      const r = spawnSync('unshare', ['--pid', '--fork', '--kill-child', 'bash', '-c', 'exec bash -c "$PGR_WRAPPER"'], {
+        env: { PATH: process.env.PATH, TMPDIR: dir, PGR_TERMINATION_LOG: term, PGR_POPULATOR_SCRIPT: script, PGR_WRAPPER: POPULATE_WRAPPER },
+        encoding: 'utf8',
+        timeout: 20_000,
+      });
+      outcomes.add(`${r.status} ${readFileSync(term, 'utf8').trim()}`);
+    }
+    rmSync(dir, { recursive: true, force: true });
+    expect([...outcomes]).toEqual(['0 {"mode":"plain"}']);
+  });
+
   test('success: the JSON line becomes the termination message', () => {
     const r = run('echo progress >&2; echo \'{"mode":"plain","x":1}\'');
     expect(r.status).toBe(0);
