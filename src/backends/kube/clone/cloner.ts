@@ -218,7 +218,9 @@ export class Cloner {
       : [verdict.problem ?? verdict.message, jobSays].filter(Boolean).join('; ') || 'the populator Job failed without a message';
     const current = await this.d.jobs.get(job.metadata!.namespace!, job.metadata!.name!);
     if (current?.metadata?.uid === job.metadata?.uid) {
-      await this.d.jobs.createOrAdopt(cleanupJobFor(spec.ref, this.d.settings, reason));
+      // Refused on the volume directory's lock: another populator still writes there, and a
+      // cleanup now would remove files under it (that one's own Job answers for the directory).
+      if (!LOCK_HELD.test(reason)) await this.d.jobs.createOrAdopt(cleanupJobFor(spec.ref, this.d.settings, reason));
       await this.d.events.onPvc(source.kube.clonePvc, { type: 'Warning', reason: 'PopulateFailed', instance: job.metadata!.uid!, message: `populating from ${source.description} failed: ${reason}` });
       this.d.metrics.clonesTotal.inc({ result: 'failed', mode: record.mode ?? 'online' });
       this.d.log.warn('clone population failed', { volume: spec.name, source: source.description, reason });
@@ -230,6 +232,9 @@ export class Cloner {
     return failureError(reason, message);
   }
 }
+
+/** The populator's refusal when another population holds the lock on the volume's directory (populator/script.ts). */
+const LOCK_HELD = /^another population of .* is still running/;
 
 /** A result this controller recorded (a degraded one may not pass the populator's own parser). */
 function recordedResult(recorded: string): PopulatorResult {
