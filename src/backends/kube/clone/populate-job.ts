@@ -130,7 +130,6 @@ fi
 exit "$rc"
 `;
 
-
 const PREPARE_SCRIPT = 'set -eu; chown "$PGR_UID:$PGR_GID" "$PGR_VOLUME_DIR"; chmod 0700 "$PGR_VOLUME_DIR"';
 
 /** The libpq connection: verify-full against the -rw service name, while dialling the one pod by IP; TCP keepalives (SESSION_KEEPALIVES). */
