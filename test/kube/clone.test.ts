@@ -182,6 +182,17 @@ describeOnRealApiServer('CreateVolume clones with the Kubernetes backend', (suit
     expect((await ctl.call<CreateResponse>('CreateVolume', request)).volume.volume_id).toBe(`node-a/${clone.name}`);
   });
 
+  test('a populator that found another population still holding the volume: no cleanup Job removes what that one is writing', async () => {
+    const { t, w, api, kubelet, clone, ctl, request, jobName } = await setup();
+    await errorOf(ctl.call('CreateVolume', request));
+    const busy = 'pg-reflinker populate: another population of /pgr/volume is still running; refusing to start a second';
+    await kubelet.finish(w.db, await jobName(), { exitCode: 1, message: busy });
+    const failed = await errorOf(ctl.call('CreateVolume', request));
+    expect(failed.details).toContain('another population of /pgr/volume is still running');
+    expect((await populateJobsIn(t, w.db))[0]).toBeUndefined();
+    expect(await api.get('jobs.batch', w.driver, `pgr-cleanup-${clone.name}`)).toBeUndefined();
+  });
+
   test("a deadline: INTERNAL with the Job controller's reason", async () => {
     const { w, api, kubelet, ctl, request, jobName } = await setup();
     await errorOf(ctl.call('CreateVolume', request));

@@ -156,6 +156,24 @@ describe('cleanup Job manifest', () => {
   });
 });
 
+describe('deadlines and kubelet expansion in every Job', () => {
+  const cleanup = (hostPathPrefix: string) =>
+    cleanupJob({ volumeId: 'node-b/pvc-x', node: 'node-b', dir: 'pvc-x', namespace: 'pg-reflinker', image: 'i', hostPathPrefix, serviceAccountName: 'jobs', ttlSecondsAfterFinished: 3600, activeDeadlineSeconds: 600 });
+
+  test('the pod has the deadline too: a pod orphaned from its Job (delete --cascade=orphan) still ends', () => {
+    expect(populateJob(base).spec!.template.spec!.activeDeadlineSeconds).toBe(21600);
+    expect(cleanup('/var/lib/pg-reflinker').spec!.template.spec!.activeDeadlineSeconds).toBe(600);
+  });
+
+  test("the cleanup's args reach the program unchanged by kubelet's $(VAR) and $$ expansion", () => {
+    const prefix = '/srv/a$$b/$(HOME)/c$';
+    const c = cleanup(prefix).spec!.template.spec!.containers[0]!;
+    expect(c.args!.map((arg) => expand(arg, { HOME: '/root' }))).toEqual(['cleanup', '--root', prefix, '--volume-id', 'node-b/pvc-x']);
+    // Mount paths and hostPath are not expanded by kubelet: they stay as written.
+    expect(c.volumeMounts).toEqual([{ name: 'prefix', mountPath: prefix }]);
+  });
+});
+
 describe('populator wrapper (bash)', () => {
   const run = (script: string, extraEnv: Record<string, string> = {}) => {
     const dir = mkdtempSync(join(tmpdir(), 'pgr-wrap-'));
@@ -194,6 +212,26 @@ describe('populator wrapper (bash)', () => {
     expect(Date.now() - started).toBeLessThan(15_000);
     expect(r.status).toBe(1);
     expect(message).toBe('pg-reflinker populate: interrupted by SIGTERM\n');
+  });
+
+  test("a populator that ends with status 0 as the kubelet's SIGTERM arrives: the wrapper reports 0 and its result, not 143", () => {
+    // The signal interrupts the wrapper's wait; when bash reaps the child meanwhile, a later
+    // `wait` does not always give its status back (bash 5.2). Which comes first is a race, so
+    // the case is run 20 times: a wrapper that loses the status fails some of them (~40% each here).
+    const dir = mkdtempSync(join(tmpdir(), 'pgr-wrap-'));
+    const term = join(dir, 'termination-log');
+    const script = "trap 'exit 0' TERM; echo '{\"mode\":\"plain\"}'; kill -TERM 1; exit 0";
+    const outcomes = new Set<string>();
+    for (let i = 0; i < 20; i++) {
+      const r = spawnSync('unshare', ['--pid', '--fork', '--kill-child', 'bash', '-c', 'exec bash -c "$PGR_WRAPPER"'], {
+        env: { PATH: process.env.PATH, TMPDIR: dir, PGR_TERMINATION_LOG: term, PGR_POPULATOR_SCRIPT: script, PGR_WRAPPER: POPULATE_WRAPPER },
+        encoding: 'utf8',
+        timeout: 20_000,
+      });
+      outcomes.add(`${r.status} ${readFileSync(term, 'utf8').trim()}`);
+    }
+    rmSync(dir, { recursive: true, force: true });
+    expect([...outcomes]).toEqual(['0 {"mode":"plain"}']);
   });
 
   test('success: the JSON line becomes the termination message', () => {

@@ -186,6 +186,60 @@ describeOnRealApiServer('trust: what users can create in their namespaces', (sui
       expect(await populateJobs(t, w.db)).toHaveLength(0);
     });
 
+    test('the same when the record never got the Job uid (a 503 on that update): CreateVolume, with or without crash-consistent copies, and DeleteVolume wait for the orphaned pod', async () => {
+      // An answer 503 to exactly one record update: only the fault proxy can give it.
+      const { t, w, api, kubelet, clone, request } = await setup();
+      for (const c of suite.controllers.splice(0)) await c.stop();
+      const proxy = await new FaultyKubeApiServer(w.controllerConfig).start();
+      try {
+        const ctl = await startController(suite, t, { kubeConfig: proxy.kubeConfig() });
+        let failed = false;
+        proxy.intercept = (r) => {
+          if (failed || r.method !== 'PUT' || !r.path.startsWith(`/api/v1/namespaces/${w.driver}/configmaps/`)) return undefined;
+          failed = true;
+          return new ApiError(503, 'ServiceUnavailable', 'apiserver restarting');
+        };
+        expect((await errorOf(ctl.call('CreateVolume', request))).code).toBe(status.UNAVAILABLE);
+        const first = (await recordedJobName(t, clone.name))!;
+        expect((await cloneRecord(t, clone.name))!['job-uid']).toBeUndefined();
+        const pod = await kubelet.start(w.db, first);
+        await api.delete('jobs.batch', w.db, first, 'Orphan');
+        await until(async () => !(await api.get('jobs.batch', w.db, first)), 15_000, 'the Job to be gone');
+        const allowed = { ...request, parameters: { ...(request.parameters as object), allowCrashConsistent: 'true' } };
+        for (const req of [request, allowed]) {
+          const waiting = await errorOf(ctl.call('CreateVolume', req));
+          expect(waiting.code).toBe(status.ABORTED);
+          expect(waiting.details).toMatch(new RegExp(`waiting for its pod ${pod.metadata.name} to stop`));
+          expect(await populateJobs(t, w.db)).toHaveLength(0);
+        }
+        const deleting = await errorOf(ctl.call('DeleteVolume', { volume_id: `node-a/${clone.name}` }));
+        expect(deleting.code).toBe(status.ABORTED);
+        expect(deleting.details).toContain(`waiting for populator pod ${w.db}/${pod.metadata.name} to stop`);
+        expect(await api.get('jobs.batch', w.driver, `pgr-cleanup-${clone.name}`)).toBeUndefined();
+      } finally {
+        for (const c of suite.controllers.splice(0)) await c.stop();
+        await proxy.stop();
+      }
+    });
+
+    test("another clone's orphaned populator on the same source is no foreign user: the second clone waits for it", async () => {
+      const { t, w, api, kubelet, ctl, source, clone, request } = await setup();
+      expect((await errorOf(ctl.call('CreateVolume', request))).code).toBe(status.ABORTED);
+      const first = (await recordedJobName(t, clone.name))!;
+      const pod = await kubelet.start(w.db, first);
+      await api.delete('jobs.batch', w.db, first, 'Orphan');
+      await until(async () => !(await api.get('jobs.batch', w.db, first)), 15_000, 'the Job to be gone');
+      const other = await addClonePvc(t, w.db, 'pg-clone-2', 'pg-1');
+      const second = cloneRequest(other.name, source.volumeId, { clonePvc: { namespace: w.db, name: 'pg-clone-2' } });
+      const allowed = { ...second, parameters: { ...(second.parameters as object), allowCrashConsistent: 'true' } };
+      for (const req of [second, allowed]) {
+        const waiting = await errorOf(ctl.call('CreateVolume', req));
+        expect(waiting.code).toBe(status.ABORTED);
+        expect(waiting.details).toContain(pod.metadata.name);
+        expect(await populateJobs(t, w.db)).toHaveLength(0);
+      }
+    });
+
     test('a controller that stops between the record and the Job makes the recorded Job on the next call, once', async () => {
       // An answer 500 to exactly one create: only the fault proxy can give it.
       const { t, w, api, clone, request } = await setup();

@@ -3,6 +3,9 @@ import type { Logger } from '../../../log.js';
 import { isConflict, isNotFound, orNone, type KubeClient } from './client.js';
 import { JOB_CONTROLLER_UID_LABEL } from '../constants.js';
 
+/** The Job controller's label with the Job's name on each pod it makes (Kubernetes ≥ 1.27). */
+export const JOB_NAME_LABEL = 'batch.kubernetes.io/job-name';
+
 // Jobs as the backend's durable state: create-or-adopt under a deterministic name, wait for a
 // change on a watch (never a sleep loop), read the verdict from the pod's termination message.
 
@@ -132,6 +135,21 @@ export class Jobs {
     return list.items.filter((p) => {
       const controller = p.metadata?.ownerReferences?.find((o) => o.controller);
       return (!controller || controller.uid === uid) && isPodAlive(p);
+    });
+  }
+
+  /**
+   * Pods still running for the Job `name`, with `uid` when it is known. Without the uid (the
+   * controller stopped, or its record update failed, between creating the Job and recording its
+   * uid) they are found by the Job controller's name label: pods with no controller (orphaned)
+   * or controlled by a Job of that name. The name carries a random suffix only the record knows.
+   */
+  async livePodsOf(namespace: string, name: string, uid: string | undefined): Promise<V1Pod[]> {
+    if (uid) return this.livePods(namespace, uid);
+    const list = await this.client.core.listNamespacedPod({ namespace, labelSelector: `${JOB_NAME_LABEL}=${name}` });
+    return list.items.filter((p) => {
+      const controller = p.metadata?.ownerReferences?.find((o) => o.controller);
+      return (!controller || (controller.kind === 'Job' && controller.name === name)) && isPodAlive(p);
     });
   }
 

@@ -22,7 +22,7 @@ export interface PinnedJobInput {
   ttlSecondsAfterFinished: number;
   activeDeadlineSeconds: number;
   /** The pod's containers, volumes and anything else of its own. */
-  pod: Omit<V1PodSpec, 'nodeName' | 'restartPolicy' | 'serviceAccountName' | 'automountServiceAccountToken' | 'enableServiceLinks'>;
+  pod: Omit<V1PodSpec, 'activeDeadlineSeconds' | 'nodeName' | 'restartPolicy' | 'serviceAccountName' | 'automountServiceAccountToken' | 'enableServiceLinks'>;
 }
 
 /**
@@ -49,6 +49,9 @@ export function pinnedJob(input: PinnedJobInput): V1Job {
           serviceAccountName: input.serviceAccountName,
           automountServiceAccountToken: false,
           enableServiceLinks: false,
+          // Also on the pod: one orphaned from its Job (deleted with --cascade=orphan) keeps no
+          // Job deadline, and the driver counts it as live until it ends.
+          activeDeadlineSeconds: input.activeDeadlineSeconds,
           ...input.pod,
         },
       },

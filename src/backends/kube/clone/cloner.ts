@@ -74,12 +74,18 @@ export class Cloner {
     // The record's Job is gone (deleted, or expired by TTL): nothing starts while a pod of it
     // still writes into the volume. Checked before anything else looks at who uses the source:
     // an orphaned populator pod no longer looks like the driver's own.
-    const alive = record?.jobUid ? await this.d.jobs.livePods(record.jobNamespace, record.jobUid) : [];
+    const alive = record ? await this.d.jobs.livePodsOf(record.jobNamespace, record.jobName, record.jobUid) : [];
     if (record && alive.length > 0) {
       return { running: `populator Job ${record.jobNamespace}/${record.jobName} was deleted; waiting for its pod ${alive[0]!.metadata?.name} to stop before starting again` };
     }
     const waiting = await this.cleanupPending(spec.ref);
     if (waiting) return { running: waiting };
+    // Another clone's populator orphaned from its Job reads the source (and may still copy):
+    // wait for it rather than take it for a foreign user of the source.
+    const orphans = await this.d.records.orphanedPopulators(spec.source.kube.namespace, spec.source.kube.pvc);
+    if (orphans.length > 0) {
+      return { running: `populator pod ${orphans[0]!.metadata?.namespace}/${orphans[0]!.metadata?.name} of another clone of ${spec.source.description} lost its Job; waiting for it to stop` };
+    }
     const outcome = await planClone(this.d.client, spec, await this.d.records.ownPodFilter());
     if ('wait' in outcome) return { running: outcome.wait };
     const { plan } = outcome;
@@ -215,7 +221,9 @@ export class Cloner {
       : [verdict.problem ?? verdict.message, jobSays].filter(Boolean).join('; ') || 'the populator Job failed without a message';
     const current = await this.d.jobs.get(job.metadata!.namespace!, job.metadata!.name!);
     if (current?.metadata?.uid === job.metadata?.uid) {
-      await this.d.jobs.createOrAdopt(cleanupJobFor(spec.ref, this.d.settings, reason));
+      // Refused on the volume directory's lock: another populator still writes there, and a
+      // cleanup now would remove files under it (that one's own Job answers for the directory).
+      if (!LOCK_HELD.test(reason)) await this.d.jobs.createOrAdopt(cleanupJobFor(spec.ref, this.d.settings, reason));
       await this.d.events.onPvc(source.kube.clonePvc, { type: 'Warning', reason: 'PopulateFailed', instance: job.metadata!.uid!, message: `populating from ${source.description} failed: ${reason}` });
       this.d.metrics.clonesTotal.inc({ result: 'failed', mode: record.mode ?? 'online' });
       this.d.log.warn('clone population failed', { volume: spec.name, source: source.description, reason });
@@ -227,6 +235,9 @@ export class Cloner {
     return failureError(reason, message);
   }
 }
+
+/** The populator's refusal when another population holds the lock on the volume's directory (populator/script.ts). */
+const LOCK_HELD = /^another population of .* is still running/;
 
 /** A result this controller recorded (a degraded one may not pass the populator's own parser). */
 function recordedResult(recorded: string): PopulatorResult {

@@ -21,6 +21,7 @@ import {
 } from '../constants.js';
 import { volumeKey } from '../../../volume/id.js';
 import type { ObjectRef } from '../api/names.js';
+import { kubeletLiteral } from '../api/kubelet-literal.js';
 import { pinnedJob, rootWith } from '../api/pinned-job.js';
 import type { KubeSettings } from '../settings.js';
 import type { ClonePlan } from './plan.js';
@@ -90,19 +91,28 @@ err=${'$'}{TMPDIR:-/tmp}/pgr-populate.err
 term=${'$'}{PGR_TERMINATION_LOG:-/dev/termination-log}
 # The container's first process: the kernel delivers it no signal it has no handler for, so the
 # kubelet's SIGTERM reaches the populator (which aborts the backup and cleans up) only through this.
-# The trap is set before the child exists, so a signal that comes before $! is known is kept and sent.
-child=
+# The populator's exit status comes from a subshell that waits for it in the foreground and is
+# never signalled: bash may lose the status of a child it reaps while a trap interrupts its wait.
+# The populator writes its own pid (then execs), and the trap signals that pid; a signal that comes
+# before the pid is known is kept and sent once it is.
+pidfile=${'$'}{TMPDIR:-/tmp}/pgr-populate.pid
+status=${'$'}{TMPDIR:-/tmp}/pgr-populate.status
+rm -f "$pidfile" "$status"
 pending=
-trap 'if [ -n "$child" ]; then kill -TERM "$child" 2>/dev/null; else pending=1; fi' TERM INT
-bash -c "$PGR_POPULATOR_SCRIPT" >"$out" 2>"$err" &
-child=$!
-[ -z "$pending" ] || kill -TERM "$child" 2>/dev/null
-wait "$child"
-rc=$?
-while kill -0 "$child" 2>/dev/null; do
-  wait "$child"
-  rc=$?
+trap 'p=$(cat "$pidfile" 2>/dev/null); if [ -n "$p" ]; then kill -TERM "$p" 2>/dev/null; else pending=1; fi' TERM INT
+( bash -c 'echo "$$" >"$1.tmp" && mv "$1.tmp" "$1" && exec bash -c "$PGR_POPULATOR_SCRIPT"' pgr-populate "$pidfile" >"$out" 2>"$err"; echo "$?" >"$status" ) &
+runner=$!
+while kill -0 "$runner" 2>/dev/null; do
+  if [ -n "$pending" ]; then
+    if [ ! -s "$pidfile" ]; then sleep 0.05; continue; fi
+    pending=
+    kill -TERM "$(cat "$pidfile")" 2>/dev/null
+  fi
+  wait "$runner"
 done
+wait "$runner"
+rc=$(cat "$status" 2>/dev/null) || rc=
+[ -n "$rc" ] || rc=1
 cat "$err" >&2
 cat "$out"
 if [ "$rc" -eq 0 ]; then
@@ -119,13 +129,6 @@ else
 fi
 exit "$rc"
 `;
-
-/**
- * `text` as kubelet passes it on: kubelet expands `$(VAR)` in a container's command, args and
- * env values and turns `$$` into `$`, so a script carried there must have every `$` doubled to
- * reach the shell unchanged (the populator's `$$` and SQL `DO $$ ... $$` would break otherwise).
- */
-export const kubeletLiteral = (text: string): string => text.replace(/\$/g, '$$$$');
 
 const PREPARE_SCRIPT = 'set -eu; chown "$PGR_UID:$PGR_GID" "$PGR_VOLUME_DIR"; chmod 0700 "$PGR_VOLUME_DIR"';
 

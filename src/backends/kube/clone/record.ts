@@ -5,6 +5,8 @@ import { isConflict, isNotFound, orNone, type KubeClient } from '../api/client.j
 import { ANN_VOLUME_ID, LABEL_MANAGED_BY, LABEL_ROLE, LABEL_VOLUME, MANAGED_BY } from '../constants.js';
 import { volumeKey } from '../../../volume/id.js';
 import { populateJobName, recordName } from '../api/names.js';
+import { JOB_NAME_LABEL, isPodAlive } from '../api/jobs.js';
+import { JOB_CONTROLLER_UID_LABEL } from '../constants.js';
 
 // Which populator Job is the driver's own. Labels, names and annotations in a user's namespace
 // can be forged by anyone who may create Jobs or pods there, so they decide nothing. The
@@ -185,6 +187,26 @@ export class CloneRecords {
       const ns = pod.metadata?.namespace;
       return !!owner && (uids.has(`${ns}/${owner.uid}`) || names.has(`${ns}/${owner.name}`));
     };
+  }
+
+  /**
+   * Live pods in `namespace` that mount `claim` and look like a recorded populator orphaned from
+   * its Job (no controller; the Job's uid label, or its name label before the uid was recorded).
+   * They may still be copying, so a clone of the same source waits for them. The labels can be
+   * forged, which only delays: such a pod is never excluded from the source's users.
+   */
+  async orphanedPopulators(namespace: string, claim: string): Promise<V1Pod[]> {
+    const records = (await this.client.core.listNamespacedConfigMap({ namespace: this.namespace, labelSelector: `${LABEL_ROLE}=${ROLE}` })).items.map(fromConfigMap);
+    const uids = new Set(records.filter((r) => r.jobNamespace === namespace && r.jobUid).map((r) => r.jobUid!));
+    const names = new Set(records.filter((r) => r.jobNamespace === namespace && !r.jobUid).map((r) => r.jobName));
+    if (uids.size === 0 && names.size === 0) return [];
+    const pods = (await this.client.core.listNamespacedPod({ namespace })).items;
+    return pods.filter((pod) => {
+      const labels = pod.metadata?.labels ?? {};
+      const recorded = uids.has(labels[JOB_CONTROLLER_UID_LABEL] ?? '') || names.has(labels[JOB_NAME_LABEL] ?? '');
+      const mounts = (pod.spec?.volumes ?? []).some((v) => v.persistentVolumeClaim?.claimName === claim);
+      return recorded && mounts && !pod.metadata?.ownerReferences?.some((o) => o.controller) && isPodAlive(pod);
+    });
   }
 
   private async replace(dir: string, current: CloneRecord, fields: Omit<CloneRecord, 'name' | 'objectUid' | 'resourceVersion'>): Promise<CloneRecord> {

@@ -2,6 +2,7 @@ import type { V1Job } from '@kubernetes/client-node';
 import { ANN_AFTER_FAILURE, ANN_VOLUME_ID, LABEL_MANAGED_BY, LABEL_ROLE, LABEL_VOLUME, MANAGED_BY } from '../constants.js';
 import { volumeKey } from '../../../volume/id.js';
 import { cleanupJobName } from '../api/names.js';
+import { kubeletLiteral } from '../api/kubelet-literal.js';
 import { pinnedJob, rootWith } from '../api/pinned-job.js';
 import type { KubeSettings } from '../settings.js';
 import type { VolumeRef } from '../../../volume/id.js';
@@ -56,7 +57,7 @@ export function cleanupJob(input: CleanupJobInput): V1Job {
           name: CLEANUP_CONTAINER,
           image: input.image,
           // The image's ENTRYPOINT is the pg-reflinker program (node dist/src/main.js).
-          args: ['cleanup', '--root', prefix, '--volume-id', input.volumeId],
+          args: ['cleanup', '--root', prefix, '--volume-id', input.volumeId].map(kubeletLiteral),
           volumeMounts: [{ name: 'prefix', mountPath: prefix }],
           // Root, to remove files of any owner (PGDATA is 0700 uid 26); no other privilege.
           securityContext: rootWith(['DAC_OVERRIDE', 'DAC_READ_SEARCH', 'FOWNER']),

@@ -97,9 +97,8 @@ export class Deleter {
       this.d.log.warn('not deleting a Job the driver did not create', { volume_id: ref.volumeId, error: err.message });
     }
     if (job) await this.d.jobs.delete(job);
-    if (!record.jobUid && !job) return undefined;
-    const uid = record.jobUid ?? job!.metadata!.uid!;
-    const alive = await this.d.jobs.livePods(record.jobNamespace, uid);
+    // Without a recorded uid (and no Job left to read it from), its pods are found by the Job's secret name.
+    const alive = await this.d.jobs.livePodsOf(record.jobNamespace, record.jobName, record.jobUid ?? job?.metadata?.uid);
     return alive.length > 0 ? `waiting for populator pod ${alive[0]!.metadata?.namespace}/${alive[0]!.metadata?.name} to stop` : undefined;
   }
 
